@@ -1,0 +1,1 @@
+"""Pure tensor functions: rotations, cameras, Procrustes, mesh graphs."""
