@@ -31,6 +31,7 @@ the float16 storage of the minor shape-basis rows (a few micrometres).
 from __future__ import annotations
 
 import json
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -100,9 +101,6 @@ class AnnyBody(nn.Module):
     #: Batches of at least this many bodies skin by vertex segments with dense products;
     #: smaller ones with one sparse product (fewer operations, which is what costs there).
     segment_skinning_min_batch = 16
-    #: Rest orientations come from a scaled Newton polar iteration when there are at least this
-    #: many matrices to orthogonalise, from batched SVDs otherwise.
-    newton_polar_min_matrices = 2048
 
     def __init__(self, path: str | Path | None = None, dtype: torch.dtype = torch.float32):
         super().__init__()
@@ -137,11 +135,14 @@ class AnnyBody(nn.Module):
         width = max(len(a) for a in anchors.values())
         table = torch.full((len(SHAPE_NAMES), width), 1e6, dtype=torch.float64)
         for i, name in enumerate(SHAPE_NAMES):
-            table[i, : len(anchors[name])] = torch.tensor(anchors[name])
+            table[i, : len(anchors[name])] = torch.tensor(anchors[name], dtype=torch.float64)
         buffer("anchor_table", table)
         buffer("anchor_low", table[:, 0])
-        buffer("anchor_high", torch.tensor([anchors[n][-1] for n in SHAPE_NAMES]))
-        buffer("anchor_spacing", torch.tensor([anchors[n][1] - anchors[n][0] for n in SHAPE_NAMES]))
+        buffer("anchor_high", torch.tensor([anchors[n][-1] for n in SHAPE_NAMES], dtype=torch.float64))
+        buffer(
+            "anchor_spacing",
+            torch.tensor([anchors[n][1] - anchors[n][0] for n in SHAPE_NAMES], dtype=torch.float64),
+        )
         grids = [torch.arange(len(anchors[n])) + i * width for i, n in enumerate(SHAPE_NAMES)]
         corner_index = torch.cartesian_prod(*grids)  # (360, 6), last phenotype fastest
         buffer("corner_index", corner_index)
@@ -173,7 +174,9 @@ class AnnyBody(nn.Module):
         skinned = torch.nonzero(skin.abs().sum(0) > 0).flatten()
         skin = skin[:, skinned]
         buffer("skinned_bones", skinned)
-        self.register_buffer("skin_sparse", skin.to(dtype).to_sparse_csr(), persistent=False)
+        with warnings.catch_warnings():  # "sparse CSR support is in beta"
+            warnings.simplefilter("ignore", UserWarning)
+            self.register_buffer("skin_sparse", skin.to(dtype).to_sparse_csr(), persistent=False)
         bounds = data["skin_segments"].long().tolist()
         self.skin_segments = list(zip(bounds[:-1], bounds[1:]))
         for i, (first, last) in enumerate(self.skin_segments):
@@ -215,11 +218,12 @@ class AnnyBody(nn.Module):
     def _build_keypoint_maps(self, regressor, skin, basis, mean_vertices) -> None:
         """Keypoint k = sum over (k, s) pairs of T_s [y_ks; omega_ks], with
         y_ks = sum_v r_kv w_vs x_v = P_ks + coefficients @ Q_ks and omega_ks = sum_v r_kv w_vs."""
+        regressor, skin, basis = regressor.double(), skin.double(), basis.double()
         weight = regressor[:, :, None] * skin[None]  # (K, V, S)
         omega = weight.sum(1)  # (K, S)
         pair_k, pair_s = torch.nonzero(omega.abs() > 0, as_tuple=True)
         pair_weight = weight[pair_k, :, pair_s]  # (P, V)
-        P = pair_weight @ mean_vertices.float()  # (P, 3)
+        P = pair_weight @ mean_vertices.double()  # (P, 3)
         Q = torch.einsum("pv,rvd->rpd", pair_weight, basis)  # (r, P, 3)
         dtype = self.corner_state.dtype
         gather = torch.zeros(regressor.shape[0], len(pair_k))
@@ -291,8 +295,11 @@ class AnnyBody(nn.Module):
         # Bones whose orientation matrix is not positive-definite-like somewhere on the grid
         # (det <= 0: the nearest rotation then flips an axis) always take the SVD.
         hard = (torch.det(corner_matrices.double()) <= 0).any(0)
-        self.register_buffer("svd_bones", torch.nonzero(hard).flatten(), persistent=False)
-        self.register_buffer("newton_bones", torch.nonzero(~hard).flatten(), persistent=False)
+        used = torch.ones_like(hard)
+        # The root's A is taken as I for offsets; its rest rotation matters only if it skins.
+        used[0] = bool((self.skinned_bones == 0).any())
+        self.register_buffer("svd_bones", torch.nonzero(hard & used).flatten(), persistent=False)
+        self.register_buffer("newton_bones", torch.nonzero(~hard & used).flatten(), persistent=False)
 
     # ------------------------------------------------------------------ forward
     @property
@@ -333,9 +340,15 @@ class AnnyBody(nn.Module):
         return torch.cat([coefficients, coefficients.new_ones(coefficients.shape[0], 1)], dim=1)
 
     def _rest_orientations(self, matrices: torch.Tensor) -> torch.Tensor:
-        if matrices.shape[0] * matrices.shape[1] < self.newton_polar_min_matrices:
-            return svd_polar(matrices)
-        rotations = torch.empty_like(matrices)
+        """Rest orientations (B, N, 3, 3): the rotations nearest to the rest matrices.
+
+        Newton's iteration for every bone (batched elementwise work, and smooth gradients even
+        where singular values repeat), SVD for the bones whose matrix can have a negative
+        determinant; the root's rotation is never used (A_root is I) and is left at I.
+        """
+        rotations = torch.eye(3, dtype=matrices.dtype, device=matrices.device).repeat(
+            *matrices.shape[:2], 1, 1
+        )
         rotations[:, self.newton_bones] = newton_polar(matrices[:, self.newton_bones])
         rotations[:, self.svd_bones] = svd_polar(matrices[:, self.svd_bones])
         return rotations

