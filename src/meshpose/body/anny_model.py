@@ -101,6 +101,8 @@ class AnnyBody(nn.Module):
     #: Batches of at least this many bodies skin by vertex segments with dense products;
     #: smaller ones with one sparse product (fewer operations, which is what costs there).
     segment_skinning_min_batch = 16
+    #: Without gradients, fewer rest matrices than this are orthogonalised by one batched SVD.
+    newton_polar_min_matrices = 2048
 
     def __init__(self, path: str | Path | None = None, dtype: torch.dtype = torch.float32):
         super().__init__()
@@ -342,10 +344,15 @@ class AnnyBody(nn.Module):
     def _rest_orientations(self, matrices: torch.Tensor) -> torch.Tensor:
         """Rest orientations (B, N, 3, 3): the rotations nearest to the rest matrices.
 
-        Newton's iteration for every bone (batched elementwise work, and smooth gradients even
-        where singular values repeat), SVD for the bones whose matrix can have a negative
-        determinant; the root's rotation is never used (A_root is I) and is left at I.
+        Without gradients and for few matrices, one batched SVD (the fewest operations).
+        Otherwise Newton's iteration (batched elementwise work, smooth gradients even where
+        singular values repeat) for every bone but those whose matrix can have a negative
+        determinant, which keep the SVD. The root's rotation is used only if the root skins
+        (A_root is taken as I for offsets); otherwise it is left at I.
         """
+        needs_grad = torch.is_grad_enabled() and matrices.requires_grad
+        if not needs_grad and matrices.shape[0] * matrices.shape[1] < self.newton_polar_min_matrices:
+            return svd_polar(matrices)
         rotations = torch.eye(3, dtype=matrices.dtype, device=matrices.device).repeat(
             *matrices.shape[:2], 1, 1
         )

@@ -1,0 +1,135 @@
+"""The meshpose command, run as users run it: in a subprocess."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import trimesh
+
+
+def meshpose(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "meshpose", *map(str, args)],
+        capture_output=True, text=True, cwd=cwd, timeout=300,
+    )
+
+
+def test_help_lists_the_commands():
+    result = meshpose("--help")
+    assert result.returncode == 0
+    for command in ("body", "joints", "convert", "export-body"):
+        assert command in result.stdout
+
+
+def test_body_writes_mesh_keypoints_and_picture(tmp_path, anny_body):
+    result = meshpose(
+        "body", "--pose", "walk", "--shape", "gender=1,age=0.7", "--out", tmp_path / "body.obj",
+        "--keypoints", tmp_path / "body.json", "--joint-set", "h36m17", "--png", tmp_path / "body.png",
+    )
+    assert result.returncode == 0, result.stderr
+    mesh = trimesh.load(tmp_path / "body.obj", process=False)
+    assert len(mesh.vertices) == anny_body.num_vertices
+    assert len(mesh.faces) == len(anny_body.faces)
+
+    # The written mesh is the body model's output for that pose and shape.
+    from meshpose.body import preset_pose
+
+    import torch
+
+    expected = anny_body(preset_pose("walk"), torch.tensor([[1.0, 0.7, 0.5, 0.5, 0.5, 0.5]]))
+    assert np.abs(mesh.vertices - expected.vertices[0].numpy()).max() < 1e-5
+
+    keypoints = json.loads((tmp_path / "body.json").read_text())
+    assert keypoints["joint_set"] == "h36m17"
+    assert len(keypoints["keypoints"]) == 17
+    pelvis = np.array(keypoints["keypoints"]["pelvis"])
+    assert np.allclose(pelvis, expected.joint("bone:root")[0].numpy(), atol=1e-5)
+
+    from PIL import Image
+
+    picture = np.asarray(Image.open(tmp_path / "body.png"))
+    assert (picture < 250).any(axis=-1).mean() > 0.05  # something drawn, not a blank page
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--shape", "age=2"], "age=2.0 is outside"),
+        (["--shape", "height=tall"], "must be numbers"),
+        (["--shape", "hair=1"], "unknown shape parameter"),
+        (["--pose", "dance"], "unknown pose"),
+        (["--joint-set", "coco99"], "unknown joint set"),
+    ],
+)
+def test_body_bad_arguments_give_one_line_and_exit_2(tmp_path, args, message):
+    out = tmp_path / "body.obj"
+    result = meshpose("body", "--out", out, *args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not out.exists()
+
+
+def test_body_pose_file(tmp_path):
+    pose = np.zeros((22, 3))
+    pose[0] = [0.0, 0.0, np.pi / 2]  # turn a quarter about the vertical
+    np.save(tmp_path / "pose.npy", pose)
+    assert meshpose("body", "--pose", tmp_path / "pose.npy", "--out", tmp_path / "a.obj").returncode == 0
+    assert meshpose("body", "--out", tmp_path / "b.obj").returncode == 0
+    turned = trimesh.load(tmp_path / "a.obj", process=False).vertices
+    upright = trimesh.load(tmp_path / "b.obj", process=False).vertices
+    # A quarter turn about +z maps (x, y) to (-y, x) about the pelvis at the origin.
+    assert np.allclose(turned[:, 0], -upright[:, 1], atol=1e-5)
+    assert np.allclose(turned[:, 1], upright[:, 0], atol=1e-5)
+
+    np.save(tmp_path / "bad.npy", np.zeros((21, 3)))
+    result = meshpose("body", "--pose", tmp_path / "bad.npy", "--out", tmp_path / "c.obj")
+    assert result.returncode == 2 and "bad.npy" in result.stderr and "(21, 3)" in result.stderr
+    assert not (tmp_path / "c.obj").exists()
+
+
+def test_joints_prints_a_set_in_order():
+    result = meshpose("joints", "openpose18")
+    assert result.returncode == 0
+    listed = [line.split(":")[1].strip() for line in result.stdout.splitlines()
+              if line.strip()[:1].isdigit()]
+    assert listed[:4] == ["nose", "neck", "right_shoulder", "right_elbow"]
+    assert len(listed) == 18
+
+
+def test_convert_round_trip_and_joint_set_change(tmp_path):
+    people = [
+        {"pose_keypoints_2d": [float(v) for j in range(18) for v in (10 * j, 5 * j, 0.9)]},
+    ]
+    (tmp_path / "frame.json").write_text(json.dumps({"version": 1.3, "people": people}))
+    result = meshpose("convert", tmp_path / "frame.json", "-o", tmp_path / "out.npz", "--to", "coco17")
+    assert result.returncode == 0, result.stderr
+    data = np.load(tmp_path / "out.npz")
+    assert str(data["joint_set"]) == "coco17"
+    # coco17's left_shoulder is OpenPose joint 5: (50, 25).
+    assert np.allclose(data["keypoints"][0, 5], [50.0, 25.0, 0.9])
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"people": [', "malformed JSON"),
+        ("", "empty"),
+        ('{"version": 1.3, "people": [{"pose_keypoints_2d": [1, 2, 0.5]}]}', "keypoint"),
+        ('{"version": 1.3, "people": [{"pose_keypoints_2d": %s}]}' % ([1.0, 2.0, 1.5] * 18), "1.5"),
+    ],
+)
+def test_convert_bad_input_one_line_exit_2_nothing_written(tmp_path, content, message):
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    out = tmp_path / "out.npz"
+    result = meshpose("convert", bad, "-o", out)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "bad.json" in lines[0] and message in lines[0]
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == [bad]  # no temporary file left behind either
