@@ -504,16 +504,26 @@ def newton_polar(matrices: torch.Tensor, iterations: int = 5) -> torch.Tensor:
     after 5 iterations is ~1e-12 in float64 and at round-off (~2e-7) in float32. Equals
     :func:`svd_polar` when det > 0.
     """
-    x = matrices
+    # Work on the nine entries as separate contiguous vectors: many tiny matrices make batched
+    # matmul or LAPACK calls slow, while long elementwise vector operations are fast.
+    x = list(matrices.reshape(-1, 9).T.contiguous().unbind(0))
     for _ in range(iterations):
-        c0, c1, c2 = x[..., 0], x[..., 1], x[..., 2]  # columns
-        cofactor = torch.stack(
-            [torch.linalg.cross(c1, c2), torch.linalg.cross(c2, c0), torch.linalg.cross(c0, c1)],
-            dim=-1,
-        )
-        det = (c0 * cofactor[..., 0]).sum(-1)[..., None, None]
-        inverse_t = cofactor / det
-        g = (inverse_t.square().sum((-1, -2), keepdim=True) / x.square().sum((-1, -2), keepdim=True))
-        g = g.sqrt().sqrt()
-        x = 0.5 * (g * x + inverse_t / g)
-    return x
+        cofactor = _cofactors(x)
+        det = x[0] * cofactor[0] + x[1] * cofactor[1] + x[2] * cofactor[2]
+        norm_x = sum(entry.square() for entry in x)
+        norm_cofactor = sum(entry.square() for entry in cofactor)
+        # g = (|X^-1|_F / |X|_F)^(1/2) with |X^-1|_F = |cofactor|_F / |det|.
+        g = (norm_cofactor / (norm_x * det.square())).sqrt().sqrt()
+        scale_x, scale_cofactor = 0.5 * g, 0.5 / (g * det)
+        x = [torch.addcmul(c * scale_cofactor, entry, scale_x) for entry, c in zip(x, cofactor)]
+    return torch.stack(x, dim=-1).reshape(matrices.shape)
+
+
+def _cofactors(m: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Cofactor matrix entries, row-major, of 3x3 matrices given as their nine entries."""
+    a, b, c, d, e, f, g, h, i = m
+    return [
+        e * i - f * h, f * g - d * i, d * h - e * g,
+        c * h - b * i, a * i - c * g, b * g - a * h,
+        b * f - c * e, c * d - a * f, a * e - b * d,
+    ]
