@@ -11,6 +11,7 @@ import random
 import re
 import socket
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -105,14 +106,14 @@ def test_event_file_name_and_file_version_record(tmp_path):
     host, pid = re.escape(socket.gethostname()), os.getpid()
     assert re.fullmatch(rf"events\.out\.tfevents\.\d{{10}}\.{host}\.{pid}\.meshpose", path.name)
     created = int(path.name.split(".")[3])
-    assert abs(created - __import__("time").time()) < 60
+    assert abs(created - time.time()) < 60
 
     (first,) = split_records(path.read_bytes())
     data = first[12:-4]
     # Event{wall_time (field 1, fixed64) = now, step (field 2, varint) = 0,
     #       file_version (field 3, length-delimited) = "brain.Event:2"}
     assert data[0] == 0x09 and data[9:] == b"\x10\x00" + b"\x1a\x0d" + b"brain.Event:2"
-    assert abs(struct.unpack("<d", data[1:9])[0] - __import__("time").time()) < 60
+    assert abs(struct.unpack("<d", data[1:9])[0] - time.time()) < 60
     assert first == record(data)
 
 

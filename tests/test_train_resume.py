@@ -124,7 +124,7 @@ def test_checkpoints_are_bounded_and_complete(reference_run):
     import json
 
     metrics = json.loads((reference_run / "metrics.json").read_text())
-    assert metrics["steps"] == 240 and metrics["val/loss"] < 0.05  # it learned something
+    assert metrics["steps"] == 240 and metrics["val/loss"] < 0.1  # it learned something (target variance ~0.5)
 
 
 def test_resume_without_checkpoint_is_one_line_error(tmp_path):

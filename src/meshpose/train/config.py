@@ -40,7 +40,7 @@ class TrainSection:
     log_every: int = 10  #: steps between progress/CSV/TensorBoard rows
     val_every: int = 0  #: steps between validations; 0 = at each epoch end only
     grad_clip: float = 0.0  #: max gradient norm; 0 = off
-    amp: str = "off"  #: mixed precision on CUDA: "off", "bf16", "fp16"
+    amp: str = "fp32"  #: mixed precision on CUDA: "fp32" (none), "bf16", "fp16"
     compile: bool = False  #: torch.compile the model
 
 
@@ -242,7 +242,7 @@ def _check_values(config: Config, where) -> None:
         "schedule.name": (config.schedule.name, ("constant", "step", "multistep", "cosine", "plateau")),
         "schedule.mode": (config.schedule.mode, ("min", "max")),
         "checkpoint.best_mode": (config.checkpoint.best_mode, ("min", "max")),
-        "train.amp": (config.train.amp, ("off", "bf16", "fp16")),
+        "train.amp": (config.train.amp, ("fp32", "bf16", "fp16")),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:

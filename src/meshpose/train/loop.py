@@ -22,7 +22,7 @@ from meshpose.errors import MeshposeError
 from meshpose.train.checkpoint import CheckpointManager, code_version, rng_state, set_rng_state
 from meshpose.train.config import Config, config_from_dict, save_config
 from meshpose.train.distributed import Distributed, init_distributed
-from meshpose.train.tasks import TASKS, slice_batch
+from meshpose.train.tasks import TASKS, process_rows
 
 
 def build_optimizer(parameters, optim) -> torch.optim.Optimizer:
@@ -152,10 +152,10 @@ def _run(config, task, run_dir: Path, resuming: bool, dist: Distributed,
     model = task.build_model(config.model, config.data).to(device)
     optimizer = build_optimizer(model.parameters(), config.optim)
     scheduler, per_step = build_scheduler(optimizer, config, total)
-    amp = config.train.amp if device.type == "cuda" else "off"
+    amp = config.train.amp if device.type == "cuda" else "fp32"
     scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
-                if amp != "off" else nullcontext())
+                if amp != "fp32" else nullcontext())
     manager = CheckpointManager(run_dir, keep=config.checkpoint.keep)
     step, best = 0, None
     if resuming:
@@ -182,7 +182,8 @@ def _run(config, task, run_dir: Path, resuming: bool, dist: Distributed,
         if resuming:
             csv.truncate_after(step)
             val_csv.truncate_after(step)
-        tensorboard = TensorBoardWriter(run_dir / "tensorboard")
+        # On resume, TensorBoard drops the points of the replayed steps from earlier files.
+        tensorboard = TensorBoardWriter(run_dir / "tensorboard", purge_step=step + 1 if resuming else None)
         progress = ProgressBar(total=total, initial=step, desc=config.run.name)
 
     def checkpoint_state() -> dict:
@@ -199,12 +200,12 @@ def _run(config, task, run_dir: Path, resuming: bool, dist: Distributed,
             "code_version": code_version(),
         }
 
+    rows = process_rows(config.train.batch_size, dist.rank, dist.world_size)
     started, samples, last_metrics, train_scalars = time.perf_counter(), 0, {}, {}
     while step < total:
         model.train()
         batch = task.make_batch(config.data, batch_generator(config.run.seed, step),
-                                config.train.batch_size, device)
-        batch = slice_batch(batch, dist.rank, dist.world_size)
+                                config.train.batch_size, device, rows)
         with autocast:
             loss, train_scalars = task.loss(trained, batch)
         optimizer.zero_grad(set_to_none=True)
@@ -223,7 +224,8 @@ def _run(config, task, run_dir: Path, resuming: bool, dist: Distributed,
         if dist.is_main and (step % config.train.log_every == 0 or epoch_end or step == total):
             elapsed = time.perf_counter() - started
             row = {"step": step, "epoch": step / steps_per_epoch, "loss": float(loss.detach()),
-                   "lr": optimizer.param_groups[0]["lr"], "samples_per_s": samples / max(elapsed, 1e-9)}
+                   "lr": optimizer.param_groups[0]["lr"], "samples_per_s": samples / max(elapsed, 1e-9),
+                   "session_time_s": elapsed}
             row.update({f"train/{k}": v for k, v in train_scalars.items()})
             csv.log(row)
             tensorboard.add_scalars({k: v for k, v in row.items() if k != "step"}, step)

@@ -3,14 +3,15 @@
 A task supplies the typed ``model`` and ``data`` config sections and four functions::
 
     build_model(model_cfg, data_cfg) -> nn.Module
-    make_batch(data_cfg, generator, batch_size, device) -> batch   # one global batch
+    make_batch(data_cfg, generator, batch_size, device, rows) -> batch
     loss(model, batch) -> (scalar loss, {name: float})
     validate(model, data_cfg, device) -> {"val/<name>": float}
 
-``make_batch`` must draw every random number from ``generator``: the engine seeds it from the
-run seed and the step number, which makes data reproducible after a resume and identical
-across processes (each process then keeps its slice of the global batch, see
-:func:`slice_batch`).
+``make_batch`` draws the random numbers of a whole global batch of ``batch_size`` samples from
+``generator`` (seeded by the engine from the run seed and the step number, so data is the same
+after a resume and on every process), then builds only the samples in ``rows`` (a slice: this
+process's share under DDP), so that the expensive part of sample generation is split across
+processes while the data stay identical to a single-process run.
 """
 from __future__ import annotations
 
@@ -58,10 +59,12 @@ class ToyRegression:
         layers.append(nn.Linear(width, data.out_dim))
         return nn.Sequential(*layers)
 
-    def make_batch(self, data: ToyDataConfig, generator: torch.Generator, batch_size: int, device):
+    def make_batch(self, data: ToyDataConfig, generator: torch.Generator, batch_size: int, device,
+                   rows: slice = slice(None)):
         x = torch.randn(batch_size, data.in_dim, generator=generator)
-        y = self._target(x, data) + data.noise * torch.randn(batch_size, data.out_dim, generator=generator)
-        return {"x": x.to(device), "y": y.to(device)}
+        noise = data.noise * torch.randn(batch_size, data.out_dim, generator=generator)
+        x, noise = x[rows], noise[rows]
+        return {"x": x.to(device), "y": (self._target(x, data) + noise).to(device)}
 
     def loss(self, model: nn.Module, batch: dict):
         error = (model(batch["x"]) - batch["y"]).square().mean()
@@ -134,7 +137,8 @@ class LiftAnnyToy:
             nn.Linear(model.hidden, 3 * joints),
         )
 
-    def make_batch(self, data: LiftDataConfig, generator: torch.Generator, batch_size: int, device):
+    def make_batch(self, data: LiftDataConfig, generator: torch.Generator, batch_size: int, device,
+                   rows: slice = slice(None)):
         import math
 
         import roma
@@ -149,6 +153,7 @@ class LiftAnnyToy:
         yaw = (torch.rand(batch_size, generator=generator) * 2 - 1) * math.pi
         distance = data.distance_m[0] + torch.rand(batch_size, generator=generator) * (
             data.distance_m[1] - data.distance_m[0])
+        rotvec, shape, yaw, distance = rotvec[rows], shape[rows], yaw[rows], distance[rows]
         with torch.no_grad():
             output = body(rotvec.to(device), shape.to(device), vertices=False)
             joints = body_joints(output, data.joint_set)  # (B, J, 3), Anny frame, z up
@@ -175,22 +180,12 @@ class LiftAnnyToy:
         return {"val/loss": float(error), "val/mpjpe_mm": float(error) * 1000}
 
 
-def slice_batch(batch, rank: int, world_size: int):
-    """This process's share of a global batch: rows ``[rank * n / W, (rank + 1) * n / W)`` of
-    every tensor (nested dicts, lists and tuples are followed)."""
-    if world_size == 1:
-        return batch
-    if isinstance(batch, torch.Tensor):
-        size = batch.shape[0]
-        if size % world_size:
-            raise ValueError(f"global batch {size} does not split over {world_size} processes")
-        share = size // world_size
-        return batch[rank * share : (rank + 1) * share]
-    if isinstance(batch, dict):
-        return {key: slice_batch(value, rank, world_size) for key, value in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(slice_batch(value, rank, world_size) for value in batch)
-    return batch
+def process_rows(batch_size: int, rank: int, world_size: int) -> slice:
+    """This process's rows ``[rank * n / W, (rank + 1) * n / W)`` of a global batch of n."""
+    if batch_size % world_size:
+        raise ValueError(f"global batch {batch_size} does not split over {world_size} processes")
+    share = batch_size // world_size
+    return slice(rank * share, (rank + 1) * share)
 
 
 TASKS: dict[str, object] = {
