@@ -1,0 +1,153 @@
+"""The synthetic sample engine: pose bank x shape distribution x virtual cameras x detector noise.
+
+Each batch holds, per sample: 2D keypoints of a joint set with confidences (detector-like
+errors, zero confidence for joints outside the image), the clean 2D keypoints, 3D joints and
+vertices in the camera frame (metres), the body parameters, and the camera. Everything after the
+random draws runs batched on the engine's device (CPU or GPU).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from meshpose.body import AnnyBody, body_joints
+from meshpose.data.cameras import CameraRanges, project, sample_cameras, to_camera, visibility
+from meshpose.data.detector_noise import NoiseConfig, add_detector_noise
+from meshpose.data.posebank import PoseBank, load_shipped_pose_bank
+
+
+@dataclass
+class ShapeRanges:
+    """Uniform ranges of the Anny phenotypes (``SHAPE_NAMES`` order). The default age range
+    spans children (1/3) to the elderly (1); gender, muscle, weight, height and proportions span
+    their whole range."""
+
+    gender: tuple[float, float] = (0.0, 1.0)
+    age: tuple[float, float] = (1 / 3, 1.0)
+    muscle: tuple[float, float] = (0.0, 1.0)
+    weight: tuple[float, float] = (0.0, 1.0)
+    height: tuple[float, float] = (0.0, 1.0)
+    proportions: tuple[float, float] = (0.0, 1.0)
+
+    def sample(self, batch: int, generator: torch.Generator) -> torch.Tensor:
+        low = torch.tensor([r[0] for r in self._ranges()])
+        high = torch.tensor([r[1] for r in self._ranges()])
+        u = torch.rand(batch, 6, generator=generator, device=generator.device)
+        return low.to(u.device) + (high - low).to(u.device) * u
+
+    def _ranges(self):
+        return (self.gender, self.age, self.muscle, self.weight, self.height, self.proportions)
+
+
+@dataclass
+class SampleConfig:
+    joint_set: str = "coco17"
+    cameras: CameraRanges = field(default_factory=CameraRanges)
+    shapes: ShapeRanges = field(default_factory=ShapeRanges)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    vertices: bool = True  #: skin the full mesh (joints are always computed)
+
+
+class SampleEngine:
+    """Draws training samples.
+
+    Args:
+        bank: a :class:`PoseBank` (default: the CMU bank shipped in the package).
+        config: :class:`SampleConfig`.
+        device: where bodies, cameras and noise are computed.
+    """
+
+    def __init__(self, bank: PoseBank | None = None, config: SampleConfig | None = None,
+                 device: str | torch.device = "cpu", body: AnnyBody | None = None):
+        self.bank = bank or load_shipped_pose_bank()
+        self.config = config or SampleConfig()
+        self.device = torch.device(device)
+        self.body = (body or AnnyBody()).to(self.device)
+        self.rotations = self.bank.rotation_matrices(device=self.device)  # (N, 22, 3, 3)
+
+    @torch.no_grad()
+    def sample(self, batch: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """One batch. Random draws come from ``generator`` (on any device).
+
+        Returns a dict of tensors on the engine's device:
+            keypoints2d (B, J, 3): x, y pixels and confidence in [0, 1], with detector errors;
+            keypoints2d_clean (B, J, 2); visible (B, J) bool, inside the image;
+            joints3d (B, J, 3) and vertices (B, V, 3) (if enabled): camera frame, metres;
+            root (B, 3): pelvis in the camera frame; pose (B, 22, 3, 3); shape (B, 6);
+            pose_index (B,); focal (B, 2), principal (B, 2), image_size (B, 2), R (B, 3, 3).
+        """
+        config = self.config
+        index = torch.randint(len(self.bank), (batch,), generator=generator, device=generator.device)
+        index = index.to(self.device)
+        pose = self.rotations[index]
+        shape = config.shapes.sample(batch, generator).to(self.device)
+        output = self.body(pose, shape, vertices=config.vertices)
+        joints = body_joints(output, config.joint_set)
+        root_world = output.joint("bone:root")
+        cams = sample_cameras(config.cameras, batch, generator, device=self.device)
+        joints_cam = to_camera(joints, cams, root_world)
+        clean = project(joints_cam, cams)
+        visible = visibility(clean, cams)
+        corner_low = torch.nan_to_num(clean, nan=0.0).amin(1)
+        corner_high = torch.nan_to_num(clean, nan=0.0).amax(1)
+        size = (corner_high - corner_low).norm(dim=-1).clamp_min(1.0)
+        noisy, confidence = add_detector_noise(
+            torch.nan_to_num(clean, nan=0.0), config.joint_set, size, config.noise, generator)
+        confidence = confidence.to(self.device) * visible
+        sample = {
+            "keypoints2d": torch.cat([noisy.to(self.device), confidence[..., None]], dim=-1),
+            "keypoints2d_clean": clean, "visible": visible, "joints3d": joints_cam,
+            "root": cams.t, "pose": pose, "shape": shape, "pose_index": index,
+            "focal": cams.focal, "principal": cams.principal, "image_size": cams.image_size, "R": cams.R,
+        }
+        if config.vertices:
+            sample["vertices"] = to_camera(output.vertices, cams, root_world)
+        return sample
+
+
+def draw_samples(n: int, path, seed: int = 0, joint_set: str = "coco17", columns: int = 4):
+    """A PNG grid of ``n`` samples: each tile shows the mesh projected by the sample's camera,
+    the noisy 2D keypoints (red; hollow when confidence < 0.3) and the skeleton, cropped around
+    the person (black outside the camera's image)."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from meshpose.joints import get_joint_set
+    from meshpose.viz import overlay_mesh, save_png
+
+    engine = SampleEngine(config=SampleConfig(joint_set=joint_set))
+    batch = engine.sample(n, torch.Generator().manual_seed(seed))
+    faces = engine.body.faces.numpy()
+    edges = get_joint_set(joint_set).edges
+    tiles = []
+    for i in range(n):
+        width, height = (int(v) for v in batch["image_size"][i])
+        image = np.full((height, width, 3), 255, dtype=np.uint8)
+        image = overlay_mesh(image, batch["vertices"][i].numpy(), faces,
+                             tuple(batch["focal"][i].tolist()), tuple(batch["principal"][i].tolist()))
+        picture = Image.fromarray(image)
+        draw = ImageDraw.Draw(picture)
+        points = batch["keypoints2d"][i].numpy()
+        for a, b in edges:
+            if points[a, 2] > 0.3 and points[b, 2] > 0.3:
+                draw.line([tuple(points[a, :2]), tuple(points[b, :2])], fill=(30, 120, 220), width=3)
+        for x, y, c in points:
+            r = 6
+            if c > 0.3:
+                draw.ellipse([x - r, y - r, x + r, y + r], fill=(220, 40, 40))
+            elif c > 0:
+                draw.ellipse([x - r, y - r, x + r, y + r], outline=(220, 40, 40), width=2)
+        # Crop a square around the person (clean keypoints), so that small people stay visible.
+        clean = batch["keypoints2d_clean"][i].nan_to_num(0).numpy()
+        centre = (clean.min(0) + clean.max(0)) / 2
+        side = max(200.0, 1.4 * float((clean.max(0) - clean.min(0)).max()))
+        box = (centre[0] - side / 2, centre[1] - side / 2, centre[0] + side / 2, centre[1] + side / 2)
+        tiles.append(np.asarray(picture.crop(tuple(int(v) for v in box)).resize((256, 256))))
+    rows = []
+    for start in range(0, n, columns):
+        row = tiles[start:start + columns]
+        row += [np.full_like(tiles[0], 255)] * (columns - len(row))
+        rows.append(np.concatenate(row, axis=1))
+    save_png(path, np.concatenate(rows, axis=0))
+    return path

@@ -1,0 +1,76 @@
+"""The synthetic sample engine."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from meshpose.data.detector_noise import NoiseConfig
+from meshpose.data.samples import SampleConfig, SampleEngine
+
+
+@pytest.fixture(scope="module")
+def engine(anny_body):
+    return SampleEngine(config=SampleConfig(joint_set="h36m17"), body=anny_body)
+
+
+def test_clean_keypoints_are_the_projection_of_the_3d_joints(engine):
+    batch = engine.sample(16, torch.Generator().manual_seed(0))
+    joints, focal, principal = batch["joints3d"], batch["focal"], batch["principal"]
+    by_hand = focal[:, None] * joints[..., :2] / joints[..., 2:] + principal[:, None]
+    assert torch.allclose(batch["keypoints2d_clean"], by_hand, atol=1e-3)
+    # The pelvis (h36m17 joint 0) sits at the camera's root position, in front of the camera.
+    assert torch.allclose(joints[:, 0], batch["root"], atol=1e-5)
+    assert (joints[..., 2] > 0).all()
+    # Vertices are in the same camera frame: the body's vertices surround its joints.
+    vertices = batch["vertices"]
+    assert vertices.shape == (16, engine.body.num_vertices, 3)
+    centre_gap = (vertices.mean(1) - joints.mean(1)).norm(dim=-1)
+    assert (centre_gap < 0.3).all()
+
+
+def test_visibility_and_confidence(engine):
+    batch = engine.sample(64, torch.Generator().manual_seed(1))
+    x, y = batch["keypoints2d_clean"].unbind(-1)
+    width, height = batch["image_size"].unbind(-1)
+    inside = (x >= 0) & (y >= 0) & (x < width[:, None]) & (y < height[:, None])
+    assert torch.equal(batch["visible"], inside)
+    confidence = batch["keypoints2d"][..., 2]
+    assert ((confidence >= 0) & (confidence <= 1)).all()
+    assert (confidence[~batch["visible"]] == 0).all()
+
+
+def test_no_noise_gives_clean_keypoints(anny_body):
+    engine = SampleEngine(config=SampleConfig(noise=NoiseConfig.none(), vertices=False), body=anny_body)
+    batch = engine.sample(8, torch.Generator().manual_seed(2))
+    assert "vertices" not in batch
+    visible = batch["visible"]
+    assert torch.allclose(batch["keypoints2d"][..., :2][visible], batch["keypoints2d_clean"][visible])
+
+
+def test_same_seed_same_batch(engine):
+    a = engine.sample(8, torch.Generator().manual_seed(3))
+    b = engine.sample(8, torch.Generator().manual_seed(3))
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_shapes_cover_children_to_elderly(engine):
+    batch = engine.sample(512, torch.Generator().manual_seed(4))
+    age = batch["shape"][:, 1]
+    assert age.min() < 0.4 and age.max() > 0.95 and age.min() >= 1 / 3 - 1e-6
+
+
+def test_samples_command_draws_a_grid(tmp_path):
+    out = tmp_path / "samples.png"
+    result = subprocess.run([sys.executable, "-m", "meshpose", "data", "samples", "--n", "4", "--out", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    from PIL import Image
+
+    picture = np.asarray(Image.open(out))
+    assert picture.shape[0] >= 256 and picture.shape[1] >= 4 * 256
+    assert (np.abs(picture.astype(int) - [220, 40, 40]).sum(-1) < 30).any()  # keypoints drawn
