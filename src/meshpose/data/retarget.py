@@ -233,7 +233,8 @@ class Retargeter:
         Returns:
             a :class:`RetargetResult` over the N frames; ``shape`` is (C, 6), one row per clip.
         """
-        target = torch.as_tensor(np.asarray(points), dtype=torch.float32, device=self.device)
+        target = (points if isinstance(points, torch.Tensor) else torch.from_numpy(np.asarray(points)))
+        target = target.to(device=self.device, dtype=torch.float32)
         frames = target.shape[0]
         clip = torch.zeros(frames, dtype=torch.long) if clip is None else torch.as_tensor(np.asarray(clip)).long()
         clip = clip.to(self.device)
