@@ -89,6 +89,24 @@ def test_large_and_small_batch_paths_agree(anny_body64):
     assert torch.allclose(small.joints, large.joints, atol=1e-9)
 
 
+def test_gradients_agree_between_batch_paths(anny_body64):
+    """Both skinning paths are differentiable and give the same gradients."""
+    pose, shape, translation = random_inputs(16, seed=19)
+    grads = []
+    saved = anny_body64.segment_skinning_min_batch
+    try:
+        for threshold in (10**9, 1):
+            anny_body64.segment_skinning_min_batch = threshold
+            p = pose.clone().requires_grad_(True)
+            s = shape.clone().requires_grad_(True)
+            anny_body64(p, s, translation).vertices[:, ::50].square().sum().backward()
+            grads.append((p.grad, s.grad))
+    finally:
+        anny_body64.segment_skinning_min_batch = saved
+    assert torch.allclose(grads[0][0], grads[1][0], atol=1e-8)
+    assert torch.allclose(grads[0][1], grads[1][1], atol=1e-8)
+
+
 def test_newton_polar_equals_svd_polar():
     generator = torch.Generator().manual_seed(0)
     rotations = roma.random_rotmat(500, generator=generator, dtype=torch.float64)

@@ -467,17 +467,21 @@ class AnnyBody(nn.Module):
             rest = (coefficients @ self.shape_basis)[:, self.coordinate_major_columns]
             blended = (self.skin_sparse @ transforms.reshape(-1, transforms.shape[2]).T).T
             return _apply_blended(blended.view(batch, 3, 4, -1), rest.view(batch, 3, -1))
-        # Segment by segment, so that the rest vertices and blended transforms stay in cache.
-        posed = coefficients.new_empty(batch, 3, self.num_vertices)
+        # Segment by segment, so that the rest vertices and blended transforms stay in cache;
+        # written in place without gradients, concatenated with them (out= has no autograd).
+        track = torch.is_grad_enabled() and (coefficients.requires_grad or transforms.requires_grad)
+        posed = None if track else coefficients.new_empty(batch, 3, self.num_vertices)
+        pieces = []
         for i, (first, last) in enumerate(self.skin_segments):
             rest = coefficients @ self.shape_basis[:, 3 * first : 3 * last]
             bones = getattr(self, f"segment_bones_{i}")
             blended = transforms[:, :, bones].reshape(12 * batch, -1)
             blended = blended @ getattr(self, f"segment_weights_{i}")
-            _apply_blended(
-                blended.view(batch, 3, 4, -1), rest.view(batch, 3, -1), out=posed[:, :, first:last]
-            )
-        return posed
+            pieces.append(_apply_blended(
+                blended.view(batch, 3, 4, -1), rest.view(batch, 3, -1),
+                out=None if track else posed[:, :, first:last],
+            ))
+        return torch.cat(pieces, dim=2) if track else posed
 
 
 def _apply_blended(blended: torch.Tensor, rest: torch.Tensor, out=None) -> torch.Tensor:

@@ -188,7 +188,10 @@ def process_rows(batch_size: int, rank: int, world_size: int) -> slice:
     return slice(rank * share, (rank + 1) * share)
 
 
+from meshpose.models.key2mesh_task import Key2MeshTask  # noqa: E402  (after the helpers above)
+
 TASKS: dict[str, object] = {
     "toy_regression": ToyRegression(),
     "lift_anny_toy": LiftAnnyToy(),
+    "key2mesh": Key2MeshTask(),
 }
