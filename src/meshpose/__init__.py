@@ -5,6 +5,7 @@
 from meshpose.body import BodyOutput, body_joints, load_body_model
 from meshpose.errors import InputFileError, MeshposeError, UnknownNameError
 from meshpose.joints import JOINT_SETS, convert, get_joint_set
+from meshpose.predict import predict
 
 __version__ = "0.1.0"
 
@@ -18,4 +19,5 @@ __all__ = [
     "convert",
     "get_joint_set",
     "load_body_model",
+    "predict",
 ]

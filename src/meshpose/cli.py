@@ -117,6 +117,22 @@ def cmd_body(args) -> int:
     return 0
 
 
+def cmd_predict(args) -> int:
+    from meshpose.predict import predict_file
+
+    output = Path(args.output)
+    if output.suffix.lower() != ".npz":
+        raise MeshposeError("the results file must end in .npz", output)
+    results = predict_file(args.input, output, joint_set=args.joint_set,
+                           output_joints=tuple(args.output_joints or ["coco17"]), model=args.model,
+                           out_dir=args.out_dir, image=args.image, device=args.device or "cpu",
+                           focal_length=args.focal_length)
+    print(f"{output}: {len(results['frame_ids'])} people")
+    if args.out_dir:
+        print(args.out_dir)
+    return 0
+
+
 def cmd_joints(args) -> int:
     from meshpose.joints import describe
 
@@ -192,6 +208,23 @@ def build_parser() -> argparse.ArgumentParser:
     body.add_argument("--png", default=None, help="write a front and side picture")
     body.add_argument("--device", default=None, help="cpu or cuda")
     body.set_defaults(run=cmd_body)
+
+    predict = commands.add_parser(
+        "predict", help="2D keypoints -> 3D joints and body meshes",
+        description="Estimate 3D bodies from 2D keypoints (COCO/OpenPose/MMPose JSON, a folder of "
+                    "OpenPose frames, .npz/.npy/.csv) with the shipped regressor.",
+    )
+    predict.add_argument("input", help="keypoint file or folder of frames")
+    predict.add_argument("-o", "--output", required=True, help="results .npz")
+    predict.add_argument("--joint-set", default=None, help="input joint set if the file does not say")
+    predict.add_argument("--output-joints", nargs="+", default=None, metavar="NAME",
+                         help="joint sets to write (default coco17)")
+    predict.add_argument("--model", default="default", help="shipped model name or model file")
+    predict.add_argument("--out-dir", default=None, help="per person: OBJ, JSON and PNG")
+    predict.add_argument("--image", default=None, help="draw the meshes over this image")
+    predict.add_argument("--focal-length", type=float, default=None, help="pixels (for cam_t)")
+    predict.add_argument("--device", default=None, help="cpu or cuda")
+    predict.set_defaults(run=cmd_predict)
 
     joints = commands.add_parser("joints", help="print the joint sets (order, flip pairs)")
     joints.add_argument("name", nargs="?", default=None, help="one joint set")

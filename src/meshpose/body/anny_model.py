@@ -406,8 +406,13 @@ class AnnyBody(nn.Module):
         translation: torch.Tensor | None = None,
         vertices: bool = True,
     ) -> BodyOutput:
-        """Posed bodies; see the class docstring. ``vertices=False`` skips skinning and keypoints
-        and returns bone heads only (much faster)."""
+        """Posed bodies; see the class docstring. ``vertices=False`` skips skinning the mesh (the
+        joints, bone heads and surface keypoints, are still returned). Runs in the model's dtype
+        even inside an autocast region (mixed precision would spoil the rest orientations)."""
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            return self._forward(pose, shape, translation, vertices)
+
+    def _forward(self, pose, shape, translation, vertices: bool) -> BodyOutput:
         pose, shape, translation = self._inputs(pose, shape, translation)
         batch = pose.shape[0]
         coefficients, heads, rest_rotations = self.rest_state(shape)

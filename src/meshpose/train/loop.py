@@ -257,7 +257,7 @@ def _run(config, task, run_dir: Path, resuming: bool, dist: Distributed,
         progress.close()
         tensorboard.close()
         elapsed = time.perf_counter() - started
-        torch.save(model.state_dict(), run_dir / "model.pt")
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, run_dir / "model.pt")
         write_metrics_json(run_dir / "metrics.json", {
             "steps": step,
             "epochs": config.train.epochs,

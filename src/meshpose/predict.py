@@ -1,0 +1,195 @@
+"""2D keypoints -> 3D body: the regressor, the Anny body, and the results of DESIGN.md.
+
+    results = meshpose.predict(keypoints, joint_set="coco17", output_joints=("coco17", "h36m17"))
+    meshpose predict keypoints.json -o out.npz --out-dir out/
+
+All 3D outputs are in metres, root-relative (the pelvis at the origin), in the axes of the
+camera (x right, y down, z forward). ``cam_t`` (the pelvis position in the camera frame) is
+given when the focal length and image size are known.
+"""
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from meshpose.errors import MeshposeError, UnknownNameError
+
+#: Shipped regressors, by name.
+MODELS = {"default": "regressor_default.safetensors"}
+
+
+def load_regressor(name_or_path: str = "default", device: str | torch.device = "cpu"):
+    """A :class:`~meshpose.models.regressor.KeypointRegressor` with shipped or saved weights."""
+    from safetensors import safe_open
+
+    from meshpose.models.regressor import KeypointRegressor
+
+    if name_or_path in MODELS:
+        path = Path(str(resources.files("meshpose") / "assets" / MODELS[name_or_path]))
+    else:
+        path = Path(name_or_path)
+        if not path.exists():
+            raise UnknownNameError(f"unknown model {name_or_path!r}; choose from {', '.join(MODELS)} or give a file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+            state = {k: f.get_tensor(k).float() for k in f.keys()}
+    except Exception as error:
+        raise MeshposeError(f"cannot read model file ({error})", path) from None
+    if header.get("format") != "meshpose-regressor-1":
+        raise MeshposeError("not a meshpose regressor file", path)
+    settings = json.loads(header["model"])
+    model = KeypointRegressor(settings["hidden"], settings["blocks"], settings["iterations"])
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+@torch.no_grad()
+def predict(keypoints, joint_set: str = "coco17", output_joints=("coco17",), model: str = "default",
+            image_size=None, focal_length: float | None = None, device: str = "cpu",
+            batch_size: int = 2048, progress: bool | None = None) -> dict[str, np.ndarray]:
+    """Estimate 3D bodies from 2D keypoints.
+
+    Args:
+        keypoints: (N, J, 3) pixels and confidence (or (N, J, 2): confidence 1), in ``joint_set``.
+        joint_set: one of the regressor's input sets (coco17, openpose18, body25, h36m17, mpii16).
+        output_joints: joint sets to return, any of ``meshpose joints``.
+        model: a shipped model name or a model file.
+        image_size: (W, H) pixels; with ``focal_length``, gives ``cam_t``.
+        focal_length: pixels.
+        device: "cpu" or "cuda".
+        batch_size: people per forward pass.
+        progress: show a progress bar (default: when more than one batch).
+    Returns:
+        dict with ``joints3d_<S>`` (N, K, 3) float32, ``joint_names_<S>`` (K,), ``vertices``
+        (N, V, 3) float32, ``faces`` (F, 3), ``pose`` (N, 22, 3, 3) rotations (the pelvis rotation
+        in camera axes), ``shape`` (N, 6), ``camera`` (N, 3) weak perspective, and ``cam_t`` (N, 3)
+        when the intrinsics are known.
+    """
+    from tqdm import tqdm
+
+    from meshpose.body import AnnyBody, body_joints
+    from meshpose.joints import get_joint_set
+    from meshpose.models.regressor import INPUT_SETS, root_from_weak_perspective, to_slots
+
+    if joint_set not in INPUT_SETS:
+        raise UnknownNameError(f"predict reads {', '.join(INPUT_SETS)}; got joint set {joint_set!r}")
+    sets = [get_joint_set(name).name for name in output_joints]
+    keypoints = torch.as_tensor(np.asarray(keypoints), dtype=torch.float32)
+    if keypoints.ndim != 3 or keypoints.shape[1] != len(get_joint_set(joint_set)) or keypoints.shape[2] not in (2, 3):
+        raise MeshposeError(
+            f"keypoints must be (N, {len(get_joint_set(joint_set))}, 2 or 3) for {joint_set}; "
+            f"got {tuple(keypoints.shape)}")
+    if keypoints.shape[2] == 2:
+        keypoints = torch.cat([keypoints, torch.ones_like(keypoints[..., :1])], -1)
+    regressor = load_regressor(model, device)
+    body = AnnyBody().to(device)
+    known = focal_length is not None and image_size is not None
+    n = keypoints.shape[0]
+    chunks = range(0, n, batch_size)
+    show = progress if progress is not None else len(chunks) > 1
+    parts: dict[str, list] = {}
+    for start in tqdm(chunks, desc="predict", unit="batch", disable=not show):
+        batch = keypoints[start : start + batch_size].to(device)
+        out = regressor(to_slots(batch, joint_set))
+        bodies = body(out["pose"], out["shape"])
+        root = bodies.joint("bone:root")[:, None]
+        values = {"vertices": bodies.vertices - root, "pose": out["pose"], "shape": out["shape"],
+                  "camera": out["camera"]}
+        for name in sets:
+            values[f"joints3d_{name}"] = body_joints(bodies, name) - root
+        if known:
+            w, h = image_size
+            focal = torch.full((len(batch), 2), float(focal_length), device=device)
+            principal = torch.tensor([[w / 2, h / 2]], device=device).expand(len(batch), -1)
+            values["cam_t"] = root_from_weak_perspective(out["camera"], out["centre"], out["size"], focal, principal)
+        for key, value in values.items():
+            parts.setdefault(key, []).append(value.float().cpu().numpy())
+    results = {key: np.concatenate(value) for key, value in parts.items()}
+    results["faces"] = body.faces.cpu().numpy()
+    for name in sets:
+        results[f"joint_names_{name}"] = np.array(get_joint_set(name).names)
+    return results
+
+
+def predict_file(input_path, output, joint_set=None, output_joints=("coco17",), model="default",
+                 out_dir=None, image=None, device="cpu", focal_length=None) -> dict:
+    """Read a keypoint file, predict, write the results npz (and per-person files); atomic."""
+    from meshpose.io.keypoints import read_keypoints
+    from meshpose.io.results import write_results_npz
+
+    data = read_keypoints(input_path, joint_set=joint_set)
+    focal = focal_length if focal_length is not None else data.focal_length
+    size = data.image_size
+    picture = None
+    if image is not None:
+        picture = _read_image(image)
+        size = size or (picture.shape[1], picture.shape[0])
+        if focal is None:
+            focal = 1.2 * max(size)  # a common field-of-view guess when the camera is unknown
+    results = predict(data.keypoints, data.joint_set, output_joints, model, size, focal, device)
+    results["frame_ids"] = data.frame_ids
+    results["person_ids"] = data.person_ids
+    if out_dir is not None:
+        _write_people(results, Path(out_dir), output_joints[0], picture, focal, size)
+    write_results_npz(output, results)
+    return results
+
+
+def _read_image(path):
+    from PIL import Image, UnidentifiedImageError
+
+    from meshpose.errors import InputFileError
+
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError("image not found", path)
+    try:
+        return np.asarray(Image.open(path).convert("RGB"))
+    except (UnidentifiedImageError, OSError) as error:
+        raise InputFileError(f"cannot read image ({error})", path) from None
+
+
+def _write_people(results, out_dir: Path, joint_set: str, picture, focal, size) -> None:
+    """Per person: ``frame<F>_person<P>.obj``, ``.json`` and ``.png``, written to a temporary
+    folder renamed into place, so that nothing partial is left behind."""
+    import os
+    import shutil
+    import tempfile
+
+    from meshpose.io.meshes import write_mesh
+    from meshpose.io.results import write_mesh_keypoints_json
+    from meshpose.joints import get_joint_set
+    from meshpose.viz import overlay_mesh, render_views, save_png
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        faces = results["faces"]
+        names = get_joint_set(joint_set).names
+        edges = get_joint_set(joint_set).edges
+        for i in range(len(results["frame_ids"])):
+            stem = staging / f"frame{int(results['frame_ids'][i]):06d}_person{int(results['person_ids'][i]):02d}"
+            vertices = results["vertices"][i]
+            joints = results[f"joints3d_{joint_set}"][i]
+            write_mesh(stem.with_suffix(".obj"), vertices, faces)
+            write_mesh_keypoints_json(stem.with_suffix(".json"), joint_set, names, joints, [1.0] * len(names))
+            if picture is not None and "cam_t" in results:
+                w, h = size
+                image = overlay_mesh(picture, vertices + results["cam_t"][i], faces, float(focal), (w / 2, h / 2))
+            else:
+                # Camera axes (y down) to an upright picture: render with y as the up axis, flipped.
+                upright = vertices * np.array([1.0, -1.0, -1.0])
+                image = render_views(upright, faces, views=("front", "side"), up_axis="y",
+                                     joints=joints * np.array([1.0, -1.0, -1.0]), edges=edges)
+            save_png(stem.with_suffix(".png"), image)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(staging, out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)

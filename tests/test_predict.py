@@ -1,0 +1,125 @@
+"""meshpose predict: the regressor, the results schema, per-person files, bad input."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import meshpose
+from meshpose.errors import MeshposeError
+from meshpose.models.regressor import SLOTS, normalise, root_from_weak_perspective, slot_index, to_slots
+
+SAMPLE = Path(meshpose.__file__).parent / "assets" / "sample_coco.json"
+
+
+def test_slots_keep_surface_and_centre_points_apart():
+    coco, h36m = slot_index("coco17"), slot_index("h36m17")
+    assert len(set(coco.tolist()) & set(h36m.tolist())) == 0
+    assert SLOTS[int(coco[11])] == "surface:left_hip" and SLOTS[int(h36m[4])] == "centre:left_hip"
+    # mpii16 and h36m17 share joint centres by name
+    assert SLOTS[int(slot_index("mpii16")[6])] == "centre:pelvis" == SLOTS[int(h36m[0])]
+
+
+def test_normalisation_by_hand():
+    keypoints = torch.tensor([[[100.0, 50.0, 1.0], [300.0, 150.0, 1.0], [999.0, 999.0, 0.0]]])
+    slots = torch.zeros(1, len(SLOTS), 3)
+    slots[0, :3] = keypoints[0]
+    normalised, confidence, centre, size = normalise(slots)
+    assert torch.allclose(centre, torch.tensor([[200.0, 100.0]]))  # the ignored point does not count
+    assert size.item() == 200.0  # the larger side
+    assert torch.allclose(normalised[0, 0], torch.tensor([-1.0, -0.5]))
+    assert torch.allclose(normalised[0, 2], torch.zeros(2))  # masked
+
+
+def test_root_from_weak_perspective_inverts_a_pinhole_projection():
+    # A root at (0.4, -0.2, 5) m, f = 1000, principal (640, 360): it projects to (720, 320).
+    focal, principal = torch.tensor([[1000.0, 1000.0]]), torch.tensor([[640.0, 360.0]])
+    centre, size = torch.tensor([[700.0, 330.0]]), torch.tensor([400.0])
+    s = 1000.0 / 5.0 / (400.0 / 2)  # pixels per metre / half box size
+    t = (torch.tensor([[720.0, 320.0]]) - centre) / (size[:, None] / 2)
+    root = root_from_weak_perspective(torch.cat([torch.tensor([[s]]), t], 1), centre, size, focal, principal)
+    assert torch.allclose(root, torch.tensor([[0.4, -0.2, 5.0]]), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def synthetic_people(anny_body):
+    """Held-out CMU poses seen by a camera: 2D input and true 3D (h36m17, root-relative)."""
+    from meshpose.data.posebank import load_shipped_pose_bank
+    from meshpose.data.samples import SampleConfig, SampleEngine
+
+    bank = load_shipped_pose_bank()
+    held = np.array([str(n).startswith("cmu/13/") for n in bank.clip_names])[bank.clip]
+    bank = type(bank)(bank.rotations[held], bank.clip[held], bank.frame[held], bank.clip_names,
+                      bank.clip_sources, bank.clip_licences, bank.clip_shapes)
+    engine = SampleEngine(bank, SampleConfig(joint_set="h36m17", vertices=False), body=anny_body)
+    return engine.sample(64, torch.Generator().manual_seed(5))
+
+
+def test_prediction_beats_a_mean_pose_on_held_out_motion(synthetic_people):
+    from meshpose import metrics
+
+    truth = synthetic_people["joints3d"] - synthetic_people["root"][:, None]
+    results = meshpose.predict(synthetic_people["keypoints2d"].numpy(), "h36m17", ("h36m17",))
+    predicted = torch.from_numpy(results["joints3d_h36m17"])
+    ours = metrics.pa_mpjpe(predicted, truth)
+    # Baseline: the body's reference pose for everybody.
+    baseline = metrics.pa_mpjpe(predicted[:0].new_tensor(np.repeat(predicted.mean(0, keepdim=True).numpy(), 64, 0)), truth)
+    assert ours < 0.8 * baseline
+    assert ours < 0.12  # metres; the shipped model's synthetic validation is ~70 mm
+
+
+def test_results_schema_and_cam_t(synthetic_people):
+    keypoints = synthetic_people["keypoints2d"][:5].numpy()
+    size = tuple(int(v) for v in synthetic_people["image_size"][0])
+    focal = float(synthetic_people["focal"][0, 0])
+    results = meshpose.predict(keypoints, "h36m17", ("coco17", "smpl24"), image_size=size, focal_length=focal)
+    assert results["joints3d_coco17"].shape == (5, 17, 3) and results["joints3d_smpl24"].shape == (5, 24, 3)
+    assert results["vertices"].shape[0] == 5 and results["faces"].shape[1] == 3
+    assert np.allclose(results["joints3d_smpl24"][:, 0], 0.0, atol=1e-5)  # root-relative: pelvis at 0
+    assert results["cam_t"].shape == (5, 3) and (results["cam_t"][:, 2] > 0).all()
+    # The camera distance is recovered roughly (weak perspective from the box size).
+    truth = synthetic_people["root"][:5, 2].numpy()
+    assert np.median(np.abs(results["cam_t"][:, 2] - truth) / truth) < 0.35
+
+
+def test_predict_command_on_the_shipped_sample(tmp_path):
+    out = tmp_path / "out.npz"
+    result = subprocess.run(
+        [sys.executable, "-m", "meshpose", "predict", str(SAMPLE), "-o", str(out), "--out-dir",
+         str(tmp_path / "people"), "--output-joints", "coco17", "h36m17"],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    data = np.load(out)
+    assert data["joints3d_h36m17"].shape == (4, 17, 3)
+    assert list(data["frame_ids"]) == [0, 0, 1, 1]
+    files = sorted(p.name for p in (tmp_path / "people").iterdir())
+    assert len(files) == 12 and files[0] == "frame000000_person00.json"
+    keypoints = json.loads((tmp_path / "people" / "frame000000_person00.json").read_text())
+    assert keypoints["joint_set"] == "coco17" and len(keypoints["keypoints"]) == 17
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[{\"image_id\": 0, \"category_id\": 1, \"keypoints\": [1, 2]}]", "keypoint"),
+    ("{", "malformed JSON"),
+])
+def test_predict_bad_input_one_line_exit_2_nothing_written(tmp_path, content, message):
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    result = subprocess.run([sys.executable, "-m", "meshpose", "predict", str(bad), "-o", str(tmp_path / "o.npz"),
+                             "--out-dir", str(tmp_path / "people")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "bad.json" in lines[0] and message in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.json"]
+
+
+def test_predict_api_rejects_wrong_shapes():
+    with pytest.raises(MeshposeError, match="keypoints must be"):
+        meshpose.predict(np.zeros((2, 16, 3)), "coco17")
+    with pytest.raises(MeshposeError, match="predict reads"):
+        meshpose.predict(np.zeros((2, 12, 3)), "seed12")
