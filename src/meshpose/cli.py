@@ -251,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=cmd_train)
 
     from meshpose.data.commands import add_data_commands
+    from meshpose.eval.benchmarks import add_eval_command
+
+    add_eval_command(commands)
 
     add_data_commands(commands)
 

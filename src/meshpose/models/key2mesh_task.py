@@ -15,6 +15,7 @@ class Key2MeshModelConfig:
     blocks: int = 3
     iterations: int = 2
     dropout: float = 0.0
+    init: str = ""  #: start from these weights (a shipped model name or a .safetensors file)
 
 
 @dataclass
@@ -57,7 +58,12 @@ class Key2MeshTask:
         return self._engines[key]
 
     def build_model(self, model: Key2MeshModelConfig, data: Key2MeshDataConfig) -> nn.Module:
-        return KeypointRegressor(model.hidden, model.blocks, model.iterations, model.dropout)
+        regressor = KeypointRegressor(model.hidden, model.blocks, model.iterations, model.dropout)
+        if model.init:
+            from meshpose.predict import load_regressor
+
+            regressor.load_state_dict(load_regressor(model.init).state_dict())
+        return regressor
 
     def make_batch(self, data: Key2MeshDataConfig, generator: torch.Generator, batch_size: int, device,
                    rows: slice = slice(None)):

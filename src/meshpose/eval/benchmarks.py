@@ -1,0 +1,158 @@
+"""``meshpose eval``: the regressor on held-out motion seen by virtual cameras, and on Human3.6M.
+
+Protocols:
+
+* **held-out motion**: poses of a bank's held-out clips (CMU subjects 13 and 14 of the shipped
+  bank; any other bank given with ``--bank``, e.g. HDM05's test folder or Bandai), random
+  shapes, virtual cameras and detector noise from the sample engine, coco17 input; MPJPE and
+  PA-MPJPE on h36m17 joint centres (pelvis-aligned), PVE on all vertices (pelvis-aligned).
+* **Human3.6M S1**: mpii16 input, (a) the real Stacked-Hourglass detections, (b) the ground
+  truth projected by the real cameras; h36m17 joints in the camera frame, pelvis-aligned. No
+  Human3.6M 3D label is used for training; the "with S1 joint map" rows use a linear map from
+  all Anny landmarks to h36m17 fitted on S1 itself (ridge least squares), as SMPL-based methods
+  use a Human3.6M joint regressor.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from meshpose import metrics
+from meshpose.body import AnnyBody, body_joints
+from meshpose.joints import convert
+
+
+@torch.no_grad()
+def _landmarks(regressor, body, keypoints, joint_set, batch=4096):
+    """Root-relative Anny landmarks (N, L, 3) and h36m17 joints (N, 17, 3) predicted from keypoints."""
+    from meshpose.models.regressor import to_slots
+
+    all_landmarks, h36m = [], []
+    for start in range(0, len(keypoints), batch):
+        chunk = torch.as_tensor(keypoints[start : start + batch], dtype=torch.float32)
+        out = regressor(to_slots(chunk, joint_set))
+        bodies = body(out["pose"], out["shape"], vertices=False)
+        root = bodies.joint("bone:root")[:, None]
+        all_landmarks.append(bodies.joints - root)
+        h36m.append(body_joints(bodies, "h36m17") - root)
+    return torch.cat(all_landmarks), torch.cat(h36m)
+
+
+def fit_joint_map(landmarks: torch.Tensor, truth: torch.Tensor, ridge: float = 1e-3) -> torch.Tensor:
+    """(17, L) weights W minimising sum ||W landmarks - truth||^2 + ridge ||W||^2, coordinates as
+    samples (one map for x, y and z)."""
+    L = landmarks.permute(0, 2, 1).reshape(-1, landmarks.shape[1]).double()  # (3N, L)
+    G = truth.permute(0, 2, 1).reshape(-1, truth.shape[1]).double()  # (3N, 17)
+    gram = L.T @ L + ridge * len(L) * torch.eye(L.shape[1], dtype=torch.float64)
+    return torch.linalg.solve(gram, L.T @ G).T.float()
+
+
+def evaluate_h36m(data_dir: str | Path, regressor, body: AnnyBody, stride: int = 5) -> list[dict]:
+    from meshpose.data.h36m import load_h36m_2d, load_h36m_3d, load_h36m_cameras, project, world_to_camera
+
+    data_dir = Path(data_dir)
+    joints3d = load_h36m_3d(data_dir / "h36m_S1_3d.npz", data_dir / "h36m_S1_joints.json")
+    joints2d = load_h36m_2d(data_dir / "h36m_S1_2d_sh.npz", data_dir / "h36m_S1_joints.json")
+    cameras = load_h36m_cameras(data_dir / "h36m_S1_cameras.json")
+    detections, projected, truth = [], [], []
+    for (subject, action, camera), sh in sorted(joints2d.items()):
+        world = joints3d.get((subject, action))
+        if world is None:
+            continue
+        count = min(len(world), len(sh))
+        frames = np.arange(0, count, stride)
+        cam = cameras[(subject, camera)]
+        in_camera = world_to_camera(world[frames], cam)
+        truth.append(in_camera - in_camera[:, :1])
+        detections.append(sh[frames])
+        projected.append(convert(project(in_camera, cam), "h36m17", "mpii16"))
+    truth = torch.from_numpy(np.concatenate(truth)).float()
+    rows = []
+    maps = {}
+    for name, points in (("Stacked-Hourglass detections", detections), ("projected ground truth", projected)):
+        keypoints = np.concatenate(points)
+        keypoints = np.concatenate([keypoints, np.ones_like(keypoints[..., :1])], -1)
+        landmarks, h36m = _landmarks(regressor, body, keypoints, "mpii16")
+        rows.append({"protocol": f"H36M S1, {name}", "samples": len(truth),
+                     "mpjpe_mm": float(metrics.mpjpe(h36m, truth)) * 1000,
+                     "pa_mpjpe_mm": float(metrics.pa_mpjpe(h36m, truth)) * 1000})
+        maps[name] = fit_joint_map(landmarks, truth)
+        mapped = torch.einsum("jl,nld->njd", maps[name], landmarks)
+        mapped = mapped - mapped[:, :1]
+        rows.append({"protocol": f"H36M S1, {name}, with S1 joint map", "samples": len(truth),
+                     "mpjpe_mm": float(metrics.mpjpe(mapped, truth)) * 1000,
+                     "pa_mpjpe_mm": float(metrics.pa_mpjpe(mapped, truth)) * 1000})
+    return rows
+
+
+@torch.no_grad()
+def evaluate_motion(name: str, bank, regressor, body: AnnyBody, samples: int = 1024, seed: int = 0) -> dict:
+    from meshpose.data.samples import SampleConfig, SampleEngine
+    from meshpose.models.regressor import to_slots
+
+    engine = SampleEngine(bank, SampleConfig(joint_set="coco17"), body=body)
+    generator = torch.Generator().manual_seed(seed)
+    mpjpe, pa, pve, count = 0.0, 0.0, 0.0, 0
+    for start in range(0, samples, 256):
+        n = min(256, samples - start)
+        sample = engine.sample(n, generator)
+        truth_root = sample["root"][:, None]
+        world_pose = sample["pose"].clone()
+        world_pose[:, 0] = sample["R"] @ world_pose[:, 0]
+        true_bodies = body(world_pose, sample["shape"])
+        true_root = true_bodies.joint("bone:root")[:, None]
+        out = regressor(to_slots(sample["keypoints2d"], "coco17"))
+        bodies = body(out["pose"], out["shape"])
+        root = bodies.joint("bone:root")[:, None]
+        h36m, true_h36m = body_joints(bodies, "h36m17") - root, body_joints(true_bodies, "h36m17") - true_root
+        mpjpe += float(metrics.mpjpe(h36m, true_h36m)) * n
+        pa += float(metrics.pa_mpjpe(h36m, true_h36m)) * n
+        pve += float(metrics.pve(bodies.vertices - root, true_bodies.vertices - true_root)) * n
+        count += n
+        del truth_root
+    return {"protocol": f"held-out motion: {name}", "samples": count, "mpjpe_mm": mpjpe / count * 1000,
+            "pa_mpjpe_mm": pa / count * 1000, "pve_mm": pve / count * 1000}
+
+
+def held_out_cmu():
+    """The shipped bank's held-out clips (CMU subjects 13 and 14)."""
+    from meshpose.data.posebank import load_shipped_pose_bank
+
+    bank = load_shipped_pose_bank()
+    names = np.array([str(n) for n in bank.clip_names])
+    keep = np.array([n.startswith(("cmu/13/", "cmu/14/")) for n in names])[bank.clip]
+    return type(bank)(bank.rotations[keep], bank.clip[keep], bank.frame[keep], bank.clip_names,
+                      bank.clip_sources, bank.clip_licences, bank.clip_shapes)
+
+
+def cmd_eval(args) -> int:
+    from meshpose.data.posebank import PoseBank
+    from meshpose.predict import load_regressor
+
+    regressor = load_regressor(args.model)
+    body = AnnyBody()
+    rows = [evaluate_motion("CMU subjects 13-14", held_out_cmu(), regressor, body, args.samples)]
+    for spec in args.bank or []:
+        name, _, path = spec.partition("=")
+        rows.append(evaluate_motion(name, PoseBank.load(path), regressor, body, args.samples))
+    if args.h36m:
+        rows += evaluate_h36m(args.h36m, regressor, body, stride=args.stride)
+    print("| protocol | samples | MPJPE mm | PA-MPJPE mm | PVE mm |")
+    print("|---|---:|---:|---:|---:|")
+    for row in rows:
+        pve = f"{row['pve_mm']:.1f}" if "pve_mm" in row else "-"
+        print(f"| {row['protocol']} | {row['samples']} | {row['mpjpe_mm']:.1f} | {row['pa_mpjpe_mm']:.1f} | {pve} |")
+    return 0
+
+
+def add_eval_command(commands) -> None:
+    parser = commands.add_parser("eval", help="evaluate the regressor: held-out motion and Human3.6M S1")
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--h36m", default=None, help="folder with the Human3.6M S1 files")
+    parser.add_argument("--bank", action="append", metavar="NAME=PATH",
+                        help="another held-out pose bank, e.g. hdm05_test=bank_hdm05_test.npz")
+    parser.add_argument("--samples", type=int, default=1024, help="per held-out motion protocol")
+    parser.add_argument("--stride", type=int, default=5, help="Human3.6M: every n-th frame")
+    parser.set_defaults(run=cmd_eval)
