@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from meshpose.body.base import BodyOutput
+from meshpose.body.base import BodyOutput, batched_vector
 from meshpose.errors import MeshposeError
 from meshpose.geometry.rotations import as_rotmat
 
@@ -375,21 +375,9 @@ class AnnyBody(nn.Module):
                     f"in the order of POSE_JOINTS; got {tuple(pose.shape)}"
                 )
             pose = as_rotmat(pose)
-        if shape is None:
-            shape = torch.full((batch, len(SHAPE_NAMES)), 0.5, dtype=dtype, device=device)
-        else:
-            shape = torch.as_tensor(shape, dtype=dtype, device=device)
-            if shape.ndim != 2 or shape.shape[1] != len(SHAPE_NAMES):
-                raise MeshposeError(
-                    f"shape must be (B, {len(SHAPE_NAMES)}), phenotypes {', '.join(SHAPE_NAMES)}; "
-                    f"got {tuple(shape.shape)}"
-                )
-        if translation is None:
-            translation = torch.zeros(batch, 3, dtype=dtype, device=device)
-        else:
-            translation = torch.as_tensor(translation, dtype=dtype, device=device)
-            if translation.ndim != 2 or translation.shape[1] != 3:
-                raise MeshposeError(f"translation must be (B, 3); got {tuple(translation.shape)}")
+        shape = batched_vector(shape, len(SHAPE_NAMES), batch, dtype, device, 0.5, "shape",
+                               f", phenotypes {', '.join(SHAPE_NAMES)}")
+        translation = batched_vector(translation, 3, batch, dtype, device, 0.0, "translation")
         for name, t in (("pose", pose), ("shape", shape), ("translation", translation)):
             if t.shape[0] not in (1, batch):
                 raise MeshposeError(f"{name} has batch size {t.shape[0]}, expected {batch} or 1")

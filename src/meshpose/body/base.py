@@ -5,6 +5,20 @@ from dataclasses import dataclass
 
 import torch
 
+from meshpose.errors import MeshposeError
+
+
+def batched_vector(value, width: int, batch: int, dtype, device, fill: float, what: str,
+                   detail: str = "") -> torch.Tensor:
+    """A (B, width) input of a body model: ``fill`` everywhere when ``value`` is None, else
+    ``value`` checked for its shape (a one-line :class:`MeshposeError` otherwise)."""
+    if value is None:
+        return torch.full((batch, width), fill, dtype=dtype, device=device)
+    value = torch.as_tensor(value, dtype=dtype, device=device)
+    if value.ndim != 2 or value.shape[1] != width:
+        raise MeshposeError(f"{what} must be (B, {width}){detail}; got {tuple(value.shape)}")
+    return value
+
 
 @dataclass
 class BodyOutput:

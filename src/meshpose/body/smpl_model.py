@@ -61,7 +61,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from meshpose.body.base import BodyOutput
+from meshpose.body.base import BodyOutput, batched_vector
 from meshpose.errors import InputFileError, MeshposeError, UnknownNameError
 from meshpose.geometry.rotations import as_rotmat
 from meshpose.joints import get_joint_set
@@ -312,20 +312,8 @@ class SMPLBody(nn.Module):
                     f"got {tuple(pose.shape)}"
                 )
             pose = as_rotmat(pose)
-        if shape is None:
-            shape = torch.zeros(batch, self.num_betas, dtype=dtype, device=device)
-        else:
-            shape = torch.as_tensor(shape, dtype=dtype, device=device)
-            if shape.ndim != 2 or shape.shape[1] != self.num_betas:
-                raise MeshposeError(
-                    f"shape must be (B, {self.num_betas}) betas; got {tuple(shape.shape)}"
-                )
-        if translation is None:
-            translation = torch.zeros(batch, 3, dtype=dtype, device=device)
-        else:
-            translation = torch.as_tensor(translation, dtype=dtype, device=device)
-            if translation.ndim != 2 or translation.shape[1] != 3:
-                raise MeshposeError(f"translation must be (B, 3); got {tuple(translation.shape)}")
+        shape = batched_vector(shape, self.num_betas, batch, dtype, device, 0.0, "shape", " betas")
+        translation = batched_vector(translation, 3, batch, dtype, device, 0.0, "translation")
         sizes = {pose.shape[0], shape.shape[0], translation.shape[0]}
         if len(sizes - {1}) > 1:
             raise MeshposeError(f"batch sizes of pose, shape and translation differ: {sizes}")
