@@ -102,6 +102,15 @@ def test_predict_command_on_the_shipped_sample(tmp_path):
     keypoints = json.loads((tmp_path / "people" / "frame000000_person00.json").read_text())
     assert keypoints["joint_set"] == "coco17" and len(keypoints["keypoints"]) == 17
 
+    # Into an existing folder: the user's own files stay.
+    (tmp_path / "people" / "notes.txt").write_text("mine")
+    again = subprocess.run(
+        [sys.executable, "-m", "meshpose", "predict", str(SAMPLE), "-o", str(out), "--out-dir",
+         str(tmp_path / "people")], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "people" / "notes.txt").read_text() == "mine"
+    assert len(list((tmp_path / "people").iterdir())) == 13
+
 
 @pytest.mark.parametrize("content, message", [
     ("[{\"image_id\": 0, \"category_id\": 1, \"keypoints\": [1, 2]}]", "keypoint"),

@@ -155,8 +155,9 @@ def _read_image(path):
 
 
 def _write_people(results, out_dir: Path, joint_set: str, picture, focal, size) -> None:
-    """Per person: ``frame<F>_person<P>.obj``, ``.json`` and ``.png``, written to a temporary
-    folder renamed into place, so that nothing partial is left behind."""
+    """Per person: ``frame<F>_person<P>.obj``, ``.json`` and ``.png``, all written to a temporary
+    folder first (nothing partial is left behind if one fails), then renamed into place; into an
+    existing folder the files are moved one by one, and files already there are kept."""
     import os
     import shutil
     import tempfile
@@ -187,9 +188,11 @@ def _write_people(results, out_dir: Path, joint_set: str, picture, focal, size) 
                 image = render_views(upright, faces, views=("front", "side"), up_axis="y",
                                      joints=joints * np.array([1.0, -1.0, -1.0]), edges=edges)
             save_png(stem.with_suffix(".png"), image)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
+        if out_dir.exists():  # never delete what is there: move the new files in
+            for path in staging.iterdir():
+                os.replace(path, out_dir / path.name)
+        else:
+            os.replace(staging, out_dir)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
