@@ -127,6 +127,22 @@ def test_checkpoints_are_bounded_and_complete(reference_run):
     assert metrics["steps"] == 240 and metrics["val/loss"] < 0.1  # it learned something (target variance ~0.5)
 
 
+def test_resume_after_the_last_checkpoint_finishes_the_run(reference_run, tmp_path):
+    """Killed after the final checkpoint but before the final files: resuming writes them."""
+    import json
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference_run, run_dir)
+    (run_dir / "model.pt").unlink()
+    (run_dir / "metrics.json").unlink()
+    finish(start("train", "--resume", run_dir))
+    assert_identical(weights(run_dir), weights(reference_run))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["steps"] == 240 and metrics["final_train_loss"] is None
+    assert metrics["val/loss"] == json.loads((reference_run / "metrics.json").read_text())["val/loss"]
+
+
 def test_resume_without_checkpoint_is_one_line_error(tmp_path):
     (tmp_path / "empty").mkdir()
     process = start("train", "--resume", tmp_path / "empty")

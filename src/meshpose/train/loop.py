@@ -202,6 +202,7 @@ def _run(config, task, run_dir: Path, resuming: bool, dist: Distributed,
 
     rows = process_rows(config.train.batch_size, dist.rank, dist.world_size)
     started, samples, last_metrics, train_scalars = time.perf_counter(), 0, {}, {}
+    last_loss = None
     while step < total:
         model.train()
         batch = task.make_batch(config.data, batch_generator(config.run.seed, step),
@@ -215,6 +216,7 @@ def _run(config, task, run_dir: Path, resuming: bool, dist: Distributed,
             nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
         scaler.step(optimizer)
         scaler.update()
+        last_loss = loss.detach()
         if per_step:
             scheduler.step()
         step += 1
@@ -253,6 +255,9 @@ def _run(config, task, run_dir: Path, resuming: bool, dist: Distributed,
                 manager.save(state, step, best=is_best)
             dist.barrier()
 
+    if not last_metrics:  # resumed after the last step's checkpoint: validate the final weights
+        model.eval()
+        last_metrics = task.validate(model, config.data, device)
     if dist.is_main:
         progress.close()
         tensorboard.close()
@@ -261,7 +266,7 @@ def _run(config, task, run_dir: Path, resuming: bool, dist: Distributed,
         write_metrics_json(run_dir / "metrics.json", {
             "steps": step,
             "epochs": config.train.epochs,
-            "final_train_loss": float(loss.detach()) if total else None,
+            "final_train_loss": None if last_loss is None else float(last_loss),  # None: no step left
             **last_metrics,
             f"best/{config.checkpoint.best_metric}": best,
             "samples_per_s_this_session": samples / max(elapsed, 1e-9),
