@@ -275,17 +275,6 @@ def to_z_up(points: np.ndarray, up_axis: str) -> np.ndarray:
     return np.stack([points[..., 0], -points[..., 2], points[..., 1]], axis=-1)
 
 
-def angle_degrees(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Angle between unit vectors, degrees."""
-    return torch.rad2deg(torch.acos((a * b).sum(-1).clamp(-1.0, 1.0)))
-
-
-__all__ = [
-    "RETARGET_POINTS", "SEGMENTS", "SOURCE_MAPS", "RetargetOptions", "RetargetResult",
-    "Retargeter", "to_z_up", "angle_degrees",
-]
-
-
 # ---------------------------------------------------------------------------------------------
 # Files in, pose bank and report out.
 

@@ -98,7 +98,6 @@ def evaluate_motion(name: str, bank, regressor, body: AnnyBody, samples: int = 1
     for start in range(0, samples, 256):
         n = min(256, samples - start)
         sample = engine.sample(n, generator)
-        truth_root = sample["root"][:, None]
         world_pose = sample["pose"].clone()
         world_pose[:, 0] = sample["R"] @ world_pose[:, 0]
         true_bodies = body(world_pose, sample["shape"])
@@ -111,7 +110,6 @@ def evaluate_motion(name: str, bank, regressor, body: AnnyBody, samples: int = 1
         pa += float(metrics.pa_mpjpe(h36m, true_h36m)) * n
         pve += float(metrics.pve(bodies.vertices - root, true_bodies.vertices - true_root)) * n
         count += n
-        del truth_root
     return {"protocol": f"held-out motion: {name}", "samples": count, "mpjpe_mm": mpjpe / count * 1000,
             "pa_mpjpe_mm": pa / count * 1000, "pve_mm": pve / count * 1000}
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from meshpose.models.regressor import INPUT_SETS, KeypointRegressor, normalise, to_slots
+from meshpose.models.regressor import INPUT_SETS, KeypointRegressor, to_slots
 
 
 @dataclass
@@ -100,7 +100,7 @@ class Key2MeshTask:
         loss_pose = (prediction["pose"].float() - batch["pose"]).square().mean()
         loss_shape = (prediction["shape"].float() - batch["shape"]).abs().mean()
         # Weak-perspective reprojection of the slot joints, in normalised box units.
-        normalised, _, centre, size = normalise(batch["slots"])
+        centre, size = prediction["centre"], prediction["size"]
         clean = (batch["clean"][..., :2] - centre[:, None]) / (size[:, None, None] / 2)
         visible = batch["clean"][..., 2]
         projected = self._project_slots(body, prediction)

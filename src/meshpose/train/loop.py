@@ -22,6 +22,7 @@ from meshpose.errors import MeshposeError
 from meshpose.train.checkpoint import CheckpointManager, code_version, rng_state, set_rng_state
 from meshpose.train.config import Config, config_from_dict, save_config
 from meshpose.train.distributed import Distributed, init_distributed
+from meshpose.train.logs import CSVLogger, ProgressBar, TensorBoardWriter, write_metrics_json
 from meshpose.train.tasks import TASKS, process_rows
 
 
@@ -107,8 +108,6 @@ def train(config: Config | None = None, resume: str | Path | None = None,
     The run folder gets ``config.yaml`` (resolved), ``checkpoints/``, ``metrics.csv``,
     ``tensorboard/``, ``metrics.json`` (final) and ``model.pt`` (final weights).
     """
-    from meshpose.train.logs import CSVLogger, ProgressBar, TensorBoardWriter, write_metrics_json
-
     if resume is not None:
         run_dir = Path(resume)
         saved = run_dir / "config.yaml"
@@ -133,14 +132,12 @@ def train(config: Config | None = None, resume: str | Path | None = None,
                 run_dir.mkdir(parents=True, exist_ok=True)
                 save_config(config, run_dir / "config.yaml")
             dist.barrier()
-        return _run(config, task, Path(run_dir), resume is not None, dist,
-                    CSVLogger, ProgressBar, TensorBoardWriter, write_metrics_json)
+        return _run(config, task, Path(run_dir), resume is not None, dist)
     finally:
         dist.shutdown()
 
 
-def _run(config, task, run_dir: Path, resuming: bool, dist: Distributed,
-         CSVLogger, ProgressBar, TensorBoardWriter, write_metrics_json) -> Path:
+def _run(config, task, run_dir: Path, resuming: bool, dist: Distributed) -> Path:
     device = dist.device
     seed_everything(config.run.seed + dist.rank)
     steps_per_epoch, total = config.train.steps_per_epoch, config.train.epochs * config.train.steps_per_epoch
