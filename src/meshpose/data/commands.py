@@ -1,4 +1,4 @@
-"""``meshpose data ...``: mocap to pose banks, and pictures of them."""
+"""``meshpose data ...``: mocap to pose banks, and pictures of them; the mesh-keypoints dataset."""
 from __future__ import annotations
 
 import csv
@@ -123,8 +123,20 @@ def cmd_samples(args) -> int:
     return 0
 
 
+def cmd_build_keypoints(args) -> int:
+    from meshpose.meshkp.segdata import build_dataset
+
+    summary = build_dataset(args.seg_dir, args.output)
+    print(f"{summary['out_dir']}: {summary['accepted']} of {summary['total']} meshes pass, "
+          f"{summary['rejected']} rejected")
+    for reason, count in summary["reasons"].items():
+        print(f"{count:5d}  {reason}")
+    return 0
+
+
 def add_data_commands(commands) -> None:
-    data = commands.add_parser("data", help="mocap to pose banks; synthetic training samples")
+    data = commands.add_parser(
+        "data", help="mocap to pose banks; synthetic training samples; the mesh-keypoints dataset")
     sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
 
     points = sub.add_parser("points", help="read mocap files into one retarget-points .npz")
@@ -143,6 +155,14 @@ def add_data_commands(commands) -> None:
     retarget.add_argument("--no-shape", action="store_true", help="keep the shape at 0.5")
     retarget.add_argument("--device", default=None, help="cpu or cuda")
     retarget.set_defaults(run=cmd_retarget)
+
+    keypoints = sub.add_parser("build-keypoints",
+                               help="the 12-keypoint mesh dataset from part-segmented meshes")
+    keypoints.add_argument("seg_dir", metavar="SEG_DIR",
+                           help="folder with meshes/*.obj and seg/*.eseg (MeshCNN human_seg layout)")
+    keypoints.add_argument("-o", "--output", required=True,
+                           help="output folder: meshes/, keypoints.csv, manifest.json")
+    keypoints.set_defaults(run=cmd_build_keypoints)
 
     samples = sub.add_parser("samples", help="draw a grid of synthetic training samples")
     samples.add_argument("--n", type=int, default=16)

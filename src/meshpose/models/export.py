@@ -4,7 +4,8 @@
 
 Weights in float16 (inference precision is unaffected in practice; the file is half the size),
 the model settings, the resolved config, the training-data statement and the final metrics in
-the header.
+the header. A run stopped before its end (no ``model.pt``) is exported from its last checkpoint,
+and the header says which step.
 """
 from __future__ import annotations
 
@@ -24,11 +25,22 @@ def export_regressor(run_dir: str | Path, out: str | Path) -> Path:
 
     run_dir = Path(run_dir)
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    state = torch.load(run_dir / "model.pt", weights_only=True, map_location="cpu")
+    if (run_dir / "model.pt").exists():
+        state, step = torch.load(run_dir / "model.pt", weights_only=True, map_location="cpu"), "final"
+    else:
+        from meshpose.train.checkpoint import CheckpointManager
+
+        if CheckpointManager(run_dir).last() is None:
+            from meshpose.errors import MeshposeError
+
+            raise MeshposeError("no model.pt and no checkpoint", run_dir)
+        checkpoint = CheckpointManager(run_dir).load_last(map_location="cpu")
+        state, step = checkpoint["model"], str(checkpoint["step"])
     state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
     metrics = (run_dir / "metrics.json").read_text() if (run_dir / "metrics.json").exists() else "{}"
     header = {"format": "meshpose-regressor-1", "model": json.dumps(config["model"]),
-              "config": json.dumps(config), "training_data": TRAINING_DATA, "metrics": metrics}
+              "config": json.dumps(config), "training_data": TRAINING_DATA, "metrics": metrics,
+              "step": step}
     save_file(state, str(out), metadata=header)
     return Path(out)
 

@@ -1,0 +1,1 @@
+"""Mesh keypoints: the 12-joint keypoint dataset derived from part-segmented human meshes."""
