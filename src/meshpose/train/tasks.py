@@ -189,9 +189,13 @@ def process_rows(batch_size: int, rank: int, world_size: int) -> slice:
 
 
 from meshpose.models.key2mesh_task import Key2MeshTask  # noqa: E402  (after the helpers above)
+from meshpose.meshkp.seed_task import SeedEdgeTask  # noqa: E402
+from meshpose.meshkp.point_task import MeshKeypointTask  # noqa: E402
 
 TASKS: dict[str, object] = {
     "toy_regression": ToyRegression(),
     "lift_anny_toy": LiftAnnyToy(),
     "key2mesh": Key2MeshTask(),
+    "meshkp_seed": SeedEdgeTask(),
+    "meshkp_points": MeshKeypointTask(),
 }

@@ -1,0 +1,249 @@
+"""Training task ``meshkp_points``: the mesh-keypoint model on real and synthetic meshes.
+
+Each batch mixes
+
+* **real** meshes of the keypoint dataset (``meshpose data build-keypoints``; the train split of
+  :mod:`meshpose.meshkp.split`), with their seed12 keypoints only, and
+* **synthetic** Anny bodies: a pose of the pose bank (CMU subjects 13 and 14 held out), random
+  phenotypes, turned y-up; seed12 from the same part cut as the real meshes
+  (:mod:`meshpose.meshkp.anny_parts`), and smpl24/h36m17 joint centres from the body.
+
+Every mesh is turned by a random angle about the vertical, then seen only as points drawn on its
+surface, so neither topology nor resolution reaches the model.
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from meshpose.errors import MeshposeError
+from meshpose.meshkp.pointnet import OUTPUT_SETS, MeshKeypointNet, output_names
+from meshpose.meshkp.surface import normalise_points, random_yaw, sample_surface
+
+N_SEED = 12
+
+
+@dataclass
+class PointModelConfig:
+    neighbours: int = 16
+    width: int = 64
+
+
+@dataclass
+class PointDataConfig:
+    dataset: str = ""  #: folder from ``meshpose data build-keypoints``; "" = synthetic only
+    real_fraction: float = 0.5  #: share of real meshes in a batch
+    points: int = 1024
+    bank: str = ""  #: pose bank .npz; "" = the shipped CMU bank
+    exclude_clips: list[str] = field(default_factory=lambda: ["cmu/13/", "cmu/14/"])
+    loss_centres: float = 1.0
+    loss_confidence: float = 0.02
+    confident_within: float = 0.05  #: confidence target: error below this share of the bbox diagonal
+    val_size: int = 256
+
+
+def load_keypoint_dataset(folder: str | Path) -> dict:
+    """A ``build-keypoints`` folder: names (M,), lists of (V, 3) vertices and (F, 3) faces, keypoints (M, 12, 3)."""
+    import trimesh
+
+    folder = Path(folder)
+    table = folder / "keypoints.csv"
+    if not table.is_file():
+        raise MeshposeError("not a keypoint dataset folder (no keypoints.csv)", folder)
+    with open(table, newline="") as handle:
+        rows = list(csv.reader(handle))[1:]
+    names, vertices, faces = [], [], []
+    for row in rows:
+        mesh = trimesh.load(folder / "meshes" / row[0], process=False, force="mesh")
+        names.append(row[0])
+        vertices.append(np.asarray(mesh.vertices, np.float32))
+        faces.append(np.asarray(mesh.faces, np.int64))
+    keypoints = np.array([[float(v) for v in row[1:]] for row in rows], np.float32).reshape(-1, N_SEED, 3)
+    return {"name": np.array(names), "vertices": vertices, "faces": faces, "keypoints": keypoints}
+
+
+class MeshKeypointTask:
+    ModelConfig = PointModelConfig
+    DataConfig = PointDataConfig
+
+    def __init__(self):
+        self._cache = {}
+
+    def build_model(self, model: PointModelConfig, data: PointDataConfig) -> nn.Module:
+        return MeshKeypointNet(model.neighbours, model.width)
+
+    # ----------------------------------------------------------------- data
+    def _real(self, data: PointDataConfig, split: str, device):
+        key = ("real", data.dataset, split, str(device))
+        if key not in self._cache:
+            from meshpose.meshkp.split import split_of
+
+            everything = load_keypoint_dataset(data.dataset)
+            keep = [i for i, n in enumerate(everything["name"]) if split_of(n) == split]
+            if not keep:
+                raise MeshposeError(f"no {split} meshes in the keypoint dataset", data.dataset)
+            # Pad to one face count so that a batch samples in one call (padding faces have no area).
+            n_vertices = max(len(everything["vertices"][i]) for i in keep)
+            n_faces = max(len(everything["faces"][i]) for i in keep)
+            vertices = torch.zeros(len(keep), n_vertices, 3)
+            faces = torch.zeros(len(keep), n_faces, 3, dtype=torch.long)
+            for row, i in enumerate(keep):
+                vertices[row, : len(everything["vertices"][i])] = torch.from_numpy(everything["vertices"][i])
+                faces[row, : len(everything["faces"][i])] = torch.from_numpy(everything["faces"][i])
+            diagonal = torch.tensor([float(np.linalg.norm(np.ptp(everything["vertices"][i], axis=0))) for i in keep])
+            self._cache[key] = (vertices.to(device), faces.to(device),
+                                torch.from_numpy(everything["keypoints"][keep]).to(device), diagonal.to(device))
+        return self._cache[key]
+
+    def _synthetic(self, data: PointDataConfig, device):
+        key = ("synthetic", data.bank, tuple(data.exclude_clips), str(device))
+        if key not in self._cache:
+            from meshpose.body import AnnyBody
+            from meshpose.data.posebank import PoseBank, load_shipped_pose_bank
+            from meshpose.meshkp.anny_parts import Y_UP, seed12_regressor
+
+            bank = PoseBank.load(data.bank) if data.bank else load_shipped_pose_bank()
+            names = np.array([str(n) for n in bank.clip_names])
+            held_out = np.array([any(n.startswith(p) for p in data.exclude_clips) for n in names])[bank.clip]
+            body = AnnyBody().to(device)
+            rotations = bank.rotation_matrices(device=device)
+            self._cache[key] = {"body": body, "train": rotations[torch.from_numpy(~held_out).to(device)],
+                                "held_out": rotations[torch.from_numpy(held_out).to(device)],
+                                "seed12": seed12_regressor(body), "y_up": Y_UP.to(device)}
+        return self._cache[key]
+
+    def synthetic_meshes(self, data: PointDataConfig, generator: torch.Generator, count: int, device,
+                         poses: str = "train"):
+        """Random Anny bodies, y up: vertices (B, V, 3) m, faces (F, 3), seed12 (B, 12, 3), centres (B, C, 3)."""
+        from meshpose.body import body_joints
+        from meshpose.data.samples import ShapeRanges
+
+        synthetic = self._synthetic(data, device)
+        bank = synthetic[poses]
+        index = torch.randint(len(bank), (count,), generator=generator, device=generator.device).to(device)
+        shape = ShapeRanges().sample(count, generator).to(device)
+        with torch.no_grad():
+            output = synthetic["body"](bank[index], shape)
+        up = synthetic["y_up"]
+        vertices = output.vertices @ up.T
+        centres = torch.cat([body_joints(output, s) for s in OUTPUT_SETS[1:]], 1) @ up.T
+        return vertices, synthetic["body"].faces, synthetic["seed12"] @ vertices, centres
+
+    def make_batch(self, data: PointDataConfig, generator: torch.Generator, batch_size: int, device,
+                   rows: slice = slice(None)):
+        n_real = int(round(batch_size * data.real_fraction)) if data.dataset else 0
+        real_index = None
+        if n_real:
+            vertices_all = self._real(data, "train", device)[0]
+            real_index = torch.randint(len(vertices_all), (n_real,), generator=generator,
+                                       device=generator.device).to(device)
+        turn = random_yaw(batch_size, generator, generator.device).to(device)
+        parts = []
+        if n_real:
+            vertices_all, faces_all, keypoints_all, _ = self._real(data, "train", device)
+            points, normals = sample_surface(vertices_all[real_index], faces_all[real_index], data.points, generator)
+            centres = keypoints_all.new_full((n_real, len(output_names()) - N_SEED, 3), float("nan"))
+            parts.append((points, normals, keypoints_all[real_index], centres))
+        if batch_size - n_real:
+            vertices, faces, seed12, centres = self.synthetic_meshes(data, generator, batch_size - n_real, device)
+            points, normals = sample_surface(vertices, faces, data.points, generator)
+            parts.append((points, normals, seed12, centres))
+        points, normals, seed12, centres = (torch.cat(x)[rows] for x in zip(*parts))
+        turn = turn[rows]
+        targets = torch.cat([seed12, centres], 1) @ turn.transpose(1, 2)
+        points, normals = points @ turn.transpose(1, 2), normals @ turn.transpose(1, 2)
+        points, centre, scale = normalise_points(points)
+        return {"points": points, "normals": normals, "targets": (targets - centre) / scale, "data": data}
+
+    # ----------------------------------------------------------------- loss
+    def loss(self, model: nn.Module, batch: dict):
+        data = batch["data"]
+        out = model(batch["points"], batch["normals"])
+        targets = batch["targets"]
+        known = ~targets.isnan().any(-1)  # (B, J)
+        error = (out["joints"].float() - targets.nan_to_num(0)).norm(dim=-1)
+        seed = error[:, :N_SEED].mean()
+        centre_known = known[:, N_SEED:]
+        centres = (error[:, N_SEED:] * centre_known).sum() / centre_known.sum().clamp_min(1)
+        confident = (error.detach() < data.confident_within).float()
+        bce = nn.functional.binary_cross_entropy_with_logits(out["confidence_logit"].float(), confident,
+                                                             weight=known.float())
+        total = seed + data.loss_centres * centres + data.loss_confidence * bce
+        return total, {"seed12": float(seed.detach()), "centres": float(centres.detach()), "bce": float(bce.detach())}
+
+    # ----------------------------------------------------------------- validation
+    @torch.no_grad()
+    def validate(self, model: nn.Module, data: PointDataConfig, device) -> dict[str, float]:
+        results = {}
+        if data.dataset:
+            for name, value in evaluate_real(model, data, "val", device, task=self).items():
+                results[f"val/real/{name}"] = value
+        for name, value in evaluate_synthetic(model, data, device, task=self, count=data.val_size).items():
+            results[f"val/synthetic/{name}"] = value
+        results["val/loss"] = (1 - results.get("val/real/pck05_labelled", 1.0)) + results["val/synthetic/centre_median_cm"] / 100
+        return results
+
+
+def predict_points(model: nn.Module, points: torch.Tensor, normals: torch.Tensor):
+    """Model on raw surface points (B, N, 3): joints (B, J, 3) in the points' frame, confidence (B, J)."""
+    normalised, centre, scale = normalise_points(points)
+    out = model(normalised, normals)
+    return out["joints"] * scale + centre, out["confidence"]
+
+
+@torch.no_grad()
+def evaluate_real(model, data: PointDataConfig, split: str, device, task: MeshKeypointTask | None = None,
+                  seed: int = 0) -> dict[str, float]:
+    """Seed12 on real meshes of a split: Hungarian-matched PCK@0.1/0.05 and PCM (the reference's
+    protocol), labelled PCK and the share of paired joints put on the right side."""
+    from meshpose import metrics
+
+    task = task or MeshKeypointTask()
+    vertices, faces, keypoints, diagonal = task._real(data, split, device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    points, normals = sample_surface(vertices, faces, data.points, generator)
+    joints, _ = predict_points(model, points, normals)
+    pred, truth = joints[:, :N_SEED].float(), keypoints
+    error = (pred - truth).norm(dim=-1) / diagonal[:, None]
+    return {"pck10": float(metrics.matched_pck(pred, truth, 0.1, normalizer=diagonal)),
+            "pck05": float(metrics.matched_pck(pred, truth, 0.05, normalizer=diagonal)),
+            "pcm": float(metrics.matched_pcm(pred, truth, 0.1, ratio=0.9, normalizer=diagonal)),
+            "pck10_labelled": float((error < 0.1).float().mean()),
+            "pck05_labelled": float((error < 0.05).float().mean()),
+            "side_correct": side_correct(pred, truth),
+            "meshes": len(pred)}
+
+
+def side_correct(pred: torch.Tensor, truth: torch.Tensor) -> float:
+    """Share of the paired seed12 joints (shoulders ... ankles) nearer their own side's true joint
+    than the other side's. pred, truth: (B, 12, 3)."""
+    from meshpose.joints import get_joint_set
+
+    names = get_joint_set("seed12").names
+    pairs = [(names.index(n), names.index(n.replace("left_", "right_"))) for n in names if n.startswith("left_")]
+    left, right = torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs])
+    own = torch.cat([(pred[:, left] - truth[:, left]).norm(dim=-1), (pred[:, right] - truth[:, right]).norm(dim=-1)], 1)
+    swapped = torch.cat([(pred[:, left] - truth[:, right]).norm(dim=-1), (pred[:, right] - truth[:, left]).norm(dim=-1)], 1)
+    return float((own < swapped).float().mean())
+
+
+@torch.no_grad()
+def evaluate_synthetic(model, data: PointDataConfig, device, task: MeshKeypointTask | None = None,
+                       count: int = 256, seed: int = 0) -> dict[str, float]:
+    """Held-out synthetic bodies (CMU 13-14 poses, new shapes, random turn): joint-centre errors in cm."""
+    task = task or MeshKeypointTask()
+    generator = torch.Generator(device=device).manual_seed(seed)
+    vertices, faces, seed12, centres = task.synthetic_meshes(data, generator, count, device, poses="held_out")
+    turn = random_yaw(count, generator, device)
+    vertices, seed12, centres = (x @ turn.transpose(1, 2) for x in (vertices, seed12, centres))
+    points, normals = sample_surface(vertices, faces, data.points, generator)
+    joints, _ = predict_points(model, points, normals)
+    centre_error = (joints[:, N_SEED:].float() - centres).norm(dim=-1) * 100
+    seed_error = (joints[:, :N_SEED].float() - seed12).norm(dim=-1) * 100
+    return {"centre_median_cm": float(centre_error.median()), "centre_mean_cm": float(centre_error.mean()),
+            "seed12_median_cm": float(seed_error.median()), "side_correct": side_correct(joints[:, :N_SEED], seed12)}

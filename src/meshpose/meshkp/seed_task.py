@@ -1,0 +1,298 @@
+"""Training task ``meshkp_seed``: the reference edge CNN (:mod:`meshpose.meshkp.edgecnn`) on the
+mesh-keypoints dataset built by ``meshpose data build-keypoints``, with the fixed subject split
+of :mod:`meshpose.meshkp.split`.
+
+    meshpose train configs/meshkp_seed.yaml data.dataset=/work/kpdata
+    python -m meshpose.meshkp.seed_task RUN_DIR DATASET [--split test] [--weights best|final]
+
+Every mesh and its keypoints are normalised (centroid, bounding-box diagonal), so the loss and
+every distance reported are fractions of the mesh's bounding-box diagonal. Training samples are
+drawn with the engine's generator (mesh index, turn about the up axis, uniform scale), so a
+resumed run sees the same data.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from meshpose.errors import MeshposeError
+from meshpose.meshkp.edgecnn import (
+    N_KEYPOINTS,
+    UP_AXIS,
+    SeedEdgeCNN,
+    edge_features,
+    edge_inputs,
+    edge_topology,
+    feature_channels,
+    hungarian_distance_loss,
+    normalise_mesh,
+)
+from meshpose.meshkp.split import split_of
+
+__all__ = ["SeedEdgeTask", "SeedDataset", "evaluate_seed", "load_seed_dataset", "main"]
+
+
+@dataclass
+class SeedModelConfig:
+    n_edges: int = 750  #: first edges in MeshCNN order fed to the CNN (reference 750; 2250 = all)
+    hidden: int = 512  #: width of the hidden linear layer
+    features: str = "midpoint"  #: per-edge features: midpoint, xyz, meshcnn or '+'-joined
+
+
+@dataclass
+class SeedDataConfig:
+    dataset: str = ""  #: folder built by `meshpose data build-keypoints`
+    augment: bool = True  #: random turn about the up axis and uniform scale for training
+    yaw_deg: float = 180.0  #: turns drawn uniformly in [-yaw_deg, yaw_deg]
+    scale_range: float = 0.1  #: scales drawn uniformly in [1 - scale_range, 1 + scale_range]
+    val_size: int = 0  #: unused: validation is the whole val split
+
+
+@dataclass
+class SeedDataset:
+    """The normalised meshes of one dataset folder, in keypoints.csv order.
+
+    Attributes:
+        names: mesh file names.
+        splits: ``"train"``/``"val"``/``"test"`` per mesh.
+        vertices: ``(V, 3)`` float64 per mesh, normalised (centroid 0, bbox diagonal 1).
+        faces: ``(F, 3)`` int64 per mesh.
+        topology: :func:`edge_topology` per mesh.
+        keypoints: ``(M, 12, 3)`` float64, normalised like their mesh.
+        centres, scales: ``(M, 3)`` centroids and ``(M,)`` diagonals, mesh units.
+    """
+
+    names: list[str]
+    splits: list[str]
+    vertices: list[np.ndarray]
+    faces: list[np.ndarray]
+    topology: list[tuple]
+    keypoints: np.ndarray
+    centres: np.ndarray
+    scales: np.ndarray
+
+    def indices(self, split: str) -> np.ndarray:
+        return np.array([i for i, s in enumerate(self.splits) if s == split], dtype=np.int64)
+
+    def inputs(self, index: int, features: str, n_edges: int, vertices: np.ndarray | None = None) -> np.ndarray:
+        """``(C, n_edges, 5)`` network input of mesh ``index`` (optionally with moved vertices)."""
+        vertices = self.vertices[index] if vertices is None else vertices
+        topology = self.topology[index]
+        return edge_inputs(edge_features(vertices, self.faces[index], features, topology), topology[1], n_edges)
+
+
+def load_seed_dataset(folder: str | Path) -> SeedDataset:
+    """Read ``folder/keypoints.csv`` and ``folder/meshes/*.obj`` and normalise every mesh."""
+    from meshpose.io.meshes import read_mesh
+
+    if not str(folder):
+        raise MeshposeError("set data.dataset to a folder built by meshpose data build-keypoints")
+    folder = Path(folder)
+    table = folder / "keypoints.csv"
+    if not table.exists():
+        raise MeshposeError("no keypoints.csv: set data.dataset to a folder built by meshpose data build-keypoints", folder)
+    with table.open(newline="") as handle:
+        rows = list(csv.reader(handle))[1:]
+    data = SeedDataset([], [], [], [], [], np.zeros((len(rows), N_KEYPOINTS, 3)), np.zeros((len(rows), 3)),
+                       np.zeros(len(rows)))
+    for i, row in enumerate(rows):
+        mesh = read_mesh(folder / "meshes" / row[0])
+        vertices, centre, scale = normalise_mesh(mesh.vertices)
+        faces = np.asarray(mesh.faces, dtype=np.int64)
+        data.names.append(row[0])
+        data.splits.append(split_of(row[0]))
+        data.vertices.append(vertices)
+        data.faces.append(faces)
+        data.topology.append(edge_topology(faces))
+        data.keypoints[i] = (np.asarray(row[1:], dtype=np.float64).reshape(N_KEYPOINTS, 3) - centre) / scale
+        data.centres[i], data.scales[i] = centre, scale
+    return data
+
+
+def _turn(yaw: float) -> np.ndarray:
+    """Rotation by ``yaw`` radians about the up axis (+y)."""
+    c, s = math.cos(yaw), math.sin(yaw)
+    rotation = np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+    assert UP_AXIS == 1
+    return rotation
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    model = getattr(model, "_orig_mod", model)  # torch.compile
+    return getattr(model, "module", model)  # DistributedDataParallel
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, data: SeedDataset, indices, device, chunk: int = 16) -> np.ndarray:
+    """``(len(indices), 12, 3)`` predictions (normalised units) for meshes ``indices``."""
+    core = _unwrap(model)
+    out = []
+    for start in range(0, len(indices), chunk):
+        x = np.stack([data.inputs(int(i), core.features, core.n_edges) for i in indices[start:start + chunk]])
+        out.append(model(torch.from_numpy(x).to(device)).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, N_KEYPOINTS, 3))
+
+
+def _scores(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
+    """PCK@0.1, PCK@0.05, PCM(0.9) at 0.1 and the mean matched distance (fractions of the diagonal)."""
+    from meshpose import metrics
+
+    if not len(gt):
+        raise MeshposeError("no meshes in this split")
+    return {
+        "pck10": float(metrics.matched_pck(pred, gt, 0.1)),
+        "pck05": float(metrics.matched_pck(pred, gt, 0.05)),
+        "pcm": float(metrics.matched_pcm(pred, gt, 0.1, ratio=0.9)),
+        "mean_distance": float(metrics.matched_mpjpe(pred, gt)),
+    }
+
+
+def evaluate_seed(model: nn.Module, dataset_dir: str | Path | SeedDataset, split: str = "test") -> dict:
+    """Score ``model`` on one split of a keypoint dataset, as the reference measures.
+
+    Predictions are Hungarian-matched to the ground truth per mesh; thresholds are fractions of
+    each mesh's bounding-box diagonal (1 after normalisation).
+
+    Returns:
+        ``{"pck10", "pck05", "pcm", "mean_distance", "n"}``: PCK at 0.1 and 0.05 of the diagonal,
+        the fraction of meshes with >= 90 % of their keypoints within 0.1, the mean matched
+        keypoint distance (fraction of the diagonal) and the number of meshes.
+    """
+    data = dataset_dir if isinstance(dataset_dir, SeedDataset) else load_seed_dataset(dataset_dir)
+    indices = data.indices(split)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        pred = _predict(model, data, indices, device)
+    finally:
+        model.train(was_training)
+    return {**_scores(pred, data.keypoints[indices]), "n": int(len(indices))}
+
+
+class SeedEdgeTask:
+    """The engine's task: :class:`SeedEdgeCNN` with the Hungarian distance loss."""
+
+    ModelConfig = SeedModelConfig
+    DataConfig = SeedDataConfig
+
+    def __init__(self):
+        self._datasets: dict[str, SeedDataset] = {}
+
+    def dataset(self, data: SeedDataConfig) -> SeedDataset:
+        """The dataset of ``data.dataset``, read once per task instance."""
+        if not data.dataset:
+            raise MeshposeError("set data.dataset to a folder built by meshpose data build-keypoints")
+        key = str(Path(data.dataset).resolve())
+        if key not in self._datasets:
+            self._datasets[key] = load_seed_dataset(key)
+        return self._datasets[key]
+
+    def build_model(self, model: SeedModelConfig, data: SeedDataConfig) -> nn.Module:
+        if model.n_edges <= 0 or model.hidden <= 0:
+            raise MeshposeError("model.n_edges and model.hidden must be positive")
+        try:
+            channels = feature_channels(model.features)
+        except ValueError as error:
+            raise MeshposeError(f"model.features: {error}") from None
+        return SeedEdgeCNN(model.n_edges, channels, model.hidden, model.features)
+
+    def make_batch(self, data: SeedDataConfig, generator: torch.Generator, batch_size: int, device,
+                   rows: slice = slice(None)):
+        dataset = self.dataset(data)
+        train = dataset.indices("train")
+        if not len(train):
+            raise MeshposeError("the dataset has no training meshes", data.dataset)
+        pick = torch.randint(len(train), (batch_size,), generator=generator)
+        yaw = (torch.rand(batch_size, generator=generator, dtype=torch.float64) * 2 - 1) * math.radians(data.yaw_deg)
+        scale = 1 + (torch.rand(batch_size, generator=generator, dtype=torch.float64) * 2 - 1) * data.scale_range
+        vertices, keypoints, index = [], [], []
+        for p, y, s in zip(pick[rows].tolist(), yaw[rows].tolist(), scale[rows].tolist()):
+            i = int(train[p])
+            move = _turn(y) * s if data.augment else np.eye(3)
+            vertices.append(dataset.vertices[i] @ move.T)
+            keypoints.append(dataset.keypoints[i] @ move.T)
+            index.append(i)
+        return {"index": index, "vertices": vertices, "keypoints": torch.tensor(np.stack(keypoints), dtype=torch.float32),
+                "dataset": dataset, "device": device}
+
+    def loss(self, model: nn.Module, batch: dict):
+        core, dataset = _unwrap(model), batch["dataset"]
+        x = np.stack([dataset.inputs(i, core.features, core.n_edges, v) for i, v in zip(batch["index"], batch["vertices"])])
+        pred = model(torch.from_numpy(x).to(batch["device"])).float()
+        loss = hungarian_distance_loss(pred, batch["keypoints"].to(pred.device))
+        return loss, {"mean_distance": float(loss.detach()) / N_KEYPOINTS}
+
+    @torch.no_grad()
+    def validate(self, model: nn.Module, data: SeedDataConfig, device) -> dict[str, float]:
+        dataset = self.dataset(data)
+        indices = dataset.indices("val")
+        scores = _scores(_predict(model, dataset, indices, device), dataset.keypoints[indices])
+        return {"val/loss": scores["mean_distance"], "val/pck10": scores["pck10"], "val/pck05": scores["pck05"],
+                "val/pcm": scores["pcm"], "val/mean_distance": scores["mean_distance"]}
+
+
+def load_run_model(run_dir: str | Path, weights: str = "best") -> tuple[nn.Module, object]:
+    """The model of a ``meshkp_seed`` run folder with its final (``model.pt``) or best weights."""
+    import yaml
+
+    from meshpose.train.config import config_from_dict
+    from meshpose.train.tasks import TASKS
+
+    run_dir = Path(run_dir)
+    saved = run_dir / "config.yaml"
+    if not saved.exists():
+        raise MeshposeError("not a run folder (no config.yaml)", run_dir)
+    config = config_from_dict(yaml.safe_load(saved.read_text()), source=str(saved))
+    model = TASKS[config.task].build_model(config.model, config.data)
+    if weights == "best":
+        path = run_dir / "checkpoints" / "best.pt"
+        if not path.exists():
+            raise MeshposeError("no checkpoints/best.pt", run_dir)
+        state = torch.load(path, map_location="cpu", weights_only=False)["model"]
+    else:
+        path = run_dir / "model.pt"
+        if not path.exists():
+            raise MeshposeError("no model.pt (unfinished run?)", run_dir)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return model.eval(), config
+
+
+HEADER = ("| run | n_edges | features | weights | split | meshes | PCK@0.1 | PCK@0.05 | PCM(0.9) | mean dist |\n"
+          "|---|---|---|---|---|---|---|---|---|---|")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m meshpose.meshkp.seed_task RUN_DIR DATASET``: a Markdown table row of test scores."""
+    parser = argparse.ArgumentParser(prog="python -m meshpose.meshkp.seed_task", description=main.__doc__)
+    parser.add_argument("run_dir")
+    parser.add_argument("dataset")
+    parser.add_argument("--split", default="test", choices=("train", "val", "test"))
+    parser.add_argument("--weights", default="best", choices=("best", "final"))
+    parser.add_argument("--no-header", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        model, config = load_run_model(args.run_dir, args.weights)
+        scores = evaluate_seed(model, args.dataset, args.split)
+    except MeshposeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if not args.no_header:
+        print(HEADER)
+    print(f"| {Path(args.run_dir).name} | {config.model.n_edges} | {config.model.features} | {args.weights} | "
+          f"{args.split} | {scores['n']} | {scores['pck10']:.3f} | {scores['pck05']:.3f} | {scores['pcm']:.3f} | "
+          f"{scores['mean_distance']:.4f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Points on a mesh surface: what the mesh-keypoint model sees instead of the mesh's topology.
+
+Sampling points uniformly by area makes the model blind to how a surface is triangulated: a
+scan, a registration and a game asset of the same body give the same point distribution.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["sample_surface", "normalise_points", "yaw_rotation"]
+
+
+def sample_surface(vertices: torch.Tensor, faces: torch.Tensor, count: int,
+                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw points uniformly over the surface of a batch of triangle meshes.
+
+    Args:
+        vertices: (B, V, 3) positions.
+        faces: (F, 3) or (B, F, 3) vertex indices.
+        count: points per mesh.
+        generator: random source; its draws are made on its own device (the engine's generators
+            live on the CPU) and moved to the vertices' device.
+
+    Returns:
+        points (B, count, 3) and the unit normals of their faces (B, count, 3).
+    """
+    batch = vertices.shape[0]
+    faces = faces.expand(batch, -1, -1) if faces.ndim == 2 else faces
+    corners = torch.gather(vertices[:, None].expand(-1, 3, -1, -1), 2,
+                           faces.transpose(1, 2)[..., None].expand(-1, -1, -1, 3))  # (B, 3, F, 3)
+    a, b, c = corners.unbind(1)
+    cross = torch.linalg.cross(b - a, c - a)
+    area = cross.norm(dim=-1)
+    draw_on = generator.device if generator is not None else area.device
+    chosen = torch.multinomial((area + 1e-12).to(draw_on), count, replacement=True,
+                               generator=generator).to(area.device)  # (B, count)
+    pick = chosen[..., None].expand(-1, -1, 3)
+    a, b, c, cross = (torch.gather(x, 1, pick) for x in (a, b, c, cross))
+    u, v = torch.rand(2, batch, count, 1, generator=generator, device=draw_on, dtype=vertices.dtype).to(vertices.device)
+    root = u.sqrt()  # uniform over the triangle
+    points = (1 - root) * a + root * (1 - v) * b + root * v * c
+    normals = cross / cross.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return points, normals
+
+
+def normalise_points(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Centre on the centroid and divide by the bounding-box diagonal.
+
+    Args:
+        points: (B, N, 3).
+
+    Returns:
+        normalised (B, N, 3), centre (B, 1, 3), scale (B, 1, 1): ``points = normalised * scale + centre``.
+    """
+    centre = points.mean(1, keepdim=True)
+    scale = (points.amax(1) - points.amin(1)).norm(dim=-1)[:, None, None].clamp_min(1e-9)
+    return (points - centre) / scale, centre, scale
+
+
+def yaw_rotation(angle: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 3) rotations by ``angle`` (B,) radians about the vertical y axis."""
+    c, s = torch.cos(angle), torch.sin(angle)
+    zero, one = torch.zeros_like(angle), torch.ones_like(angle)
+    return torch.stack([c, zero, s, zero, one, zero, -s, zero, c], -1).view(-1, 3, 3)
+
+
+def random_yaw(batch: int, generator: torch.Generator, device) -> torch.Tensor:
+    """(B, 3, 3) rotations about y by uniform random angles."""
+    return yaw_rotation(torch.rand(batch, generator=generator, device=device) * 2 * math.pi)
