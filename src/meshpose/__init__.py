@@ -5,6 +5,7 @@
 from meshpose.body import BodyOutput, body_joints, load_body_model
 from meshpose.errors import InputFileError, MeshposeError, UnknownNameError
 from meshpose.joints import JOINT_SETS, convert, get_joint_set
+from meshpose.meshkp.api import mesh_keypoints
 from meshpose.predict import predict
 
 __version__ = "0.1.0"
@@ -19,5 +20,6 @@ __all__ = [
     "convert",
     "get_joint_set",
     "load_body_model",
+    "mesh_keypoints",
     "predict",
 ]

@@ -255,6 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_eval_command(commands)
 
+    from meshpose.meshkp.api import add_mesh_keypoints_command
+
+    add_mesh_keypoints_command(commands)
+
     add_data_commands(commands)
 
     export = commands.add_parser(
