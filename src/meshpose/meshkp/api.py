@@ -92,9 +92,9 @@ def _as_mesh(mesh) -> tuple[np.ndarray, np.ndarray, str]:
         loaded = read_mesh(mesh)
         return np.asarray(loaded.vertices, np.float64), np.asarray(loaded.faces, np.int64), str(mesh)
     if hasattr(mesh, "vertices") and hasattr(mesh, "faces"):
-        return np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int64), "mesh"
+        return np.ascontiguousarray(mesh.vertices, np.float64), np.ascontiguousarray(mesh.faces, np.int64), "mesh"
     vertices, faces = mesh
-    return np.asarray(vertices, np.float64), np.asarray(faces, np.int64), "mesh"
+    return np.ascontiguousarray(vertices, np.float64), np.ascontiguousarray(faces, np.int64), "mesh"
 
 
 @torch.no_grad()
@@ -129,14 +129,21 @@ def mesh_keypoints(mesh, joint_set: str = "seed12", model: str = "default", up: 
     if not np.isfinite(vertices).all():
         raise MeshposeError("vertices are not all finite", source)
     network = load_mesh_keypoint_model(model, device)
-    upright = torch.from_numpy(_to_y_up(vertices, up)).float().to(device)
+    upright = _to_y_up(vertices, up)
+    # Sample in a unit box, so that the same body in other units or places gets the same points.
+    low, high = upright.min(0), upright.max(0)
+    centre, size = (low + high) / 2, float(np.linalg.norm(high - low))
+    if size == 0:
+        raise MeshposeError("mesh has no surface area", source)
+    unit = torch.from_numpy((upright - centre) / size).float().to(device)
     generator = torch.Generator().manual_seed(seed)
-    points, normals = sample_surface(upright[None], torch.from_numpy(faces).to(device), network.points, generator)
-    if not torch.isfinite(points).all() or (points.amax(1) - points.amin(1)).norm() == 0:
+    points, normals = sample_surface(unit[None], torch.from_numpy(faces).to(device), network.points, generator)
+    if (points.amax(1) - points.amin(1)).norm() == 0:
         raise MeshposeError("mesh has no surface area", source)
     from meshpose.meshkp.point_task import predict_points
 
     joints, confidence = predict_points(network, points, normals)
+    joints = joints * size + torch.from_numpy(centre).to(joints)
     names = output_names()
     chosen = [i for i, n in enumerate(names) if n.split(":")[0] == joint_set]
     keypoints = _from_y_up(joints[0, chosen].double().cpu().numpy(), up)

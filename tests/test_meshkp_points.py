@@ -1,0 +1,182 @@
+"""Mesh -> keypoints: surface sampling, the Anny part cut, the shipped point model, the command."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import meshpose
+from meshpose.meshkp.api import _from_y_up, _to_y_up, _UP
+from meshpose.meshkp.surface import normalise_points, sample_surface, yaw_rotation
+
+HUMAN_SEG = Path(__file__).parents[2] / "shared" / "data" / "human_seg"
+
+
+def test_surface_points_lie_on_their_triangles_and_follow_area():
+    # Two triangles in the plane z = 0 with areas 1 : 3 (legs 1x2 and 2x3, halves of rectangles).
+    vertices = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [0, 2, 0], [5, 0, 0], [7, 0, 0], [5, 3, 0]]])
+    faces = torch.tensor([[0, 1, 2], [3, 4, 5]])
+    points, normals = sample_surface(vertices, faces, 20000, torch.Generator().manual_seed(0))
+    x, y, z = points[0].unbind(-1)
+    first = x < 3
+    assert torch.all(z == 0)
+    # inside the first triangle: x/1 + y/2 <= 1; inside the second: (x-5)/2 + y/3 <= 1
+    assert torch.all(x[first] / 1 + y[first] / 2 <= 1 + 1e-6)
+    assert torch.all((x[~first] - 5) / 2 + y[~first] / 3 <= 1 + 1e-6) and torch.all(x[~first] >= 5 - 1e-6)
+    assert abs(first.float().mean().item() - 0.25) < 0.015  # binomial sd 0.003
+    # uniform within a triangle: the mean is the centroid
+    torch.testing.assert_close(points[0, first].mean(0), torch.tensor([1 / 3, 2 / 3, 0.0]), atol=0.02, rtol=0)
+    torch.testing.assert_close(normals.abs(), torch.tensor([0.0, 0, 1]).expand_as(normals))
+
+
+def test_normalisation_inverts_and_yaw_turns_about_y():
+    points = torch.randn(3, 50, 3) * 4 + 7
+    normalised, centre, scale = normalise_points(points)
+    torch.testing.assert_close(normalised * scale + centre, points)
+    torch.testing.assert_close((normalised.amax(1) - normalised.amin(1)).norm(dim=-1), torch.ones(3))
+    turn = yaw_rotation(torch.tensor([math.pi / 2]))[0]
+    torch.testing.assert_close(turn @ torch.tensor([1.0, 0, 0]), torch.tensor([0.0, 0, -1]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(turn @ torch.tensor([0.0, 1, 0]), torch.tensor([0.0, 1, 0]))
+
+
+@pytest.mark.parametrize("up", sorted(_UP))
+def test_up_axes_are_proper_rotations_to_y(up):
+    basis = np.eye(3)
+    turned = _to_y_up(basis, up)  # rows: where x, y, z go
+    assert np.isclose(np.linalg.det(turned), 1.0)
+    axis = {"x": 0, "y": 1, "z": 2}[up[-1]]
+    sign = -1 if up.startswith("-") else 1
+    np.testing.assert_allclose(turned[axis] * sign, [0, 1, 0])
+    points = np.random.default_rng(0).normal(size=(5, 3))
+    np.testing.assert_allclose(_from_y_up(_to_y_up(points, up), up), points)
+
+
+@pytest.fixture(scope="module")
+def anny():
+    from meshpose.body import AnnyBody
+
+    return AnnyBody()
+
+
+def test_anny_seed12_regions_match_the_builder_and_their_bones(anny):
+    from meshpose.body.poses import preset_rotations
+    from meshpose.meshkp.anny_parts import seed12_regressor, vertex_parts
+    from meshpose.meshkp.segdata import extract_keypoints, meshcnn_edges
+
+    matrix = seed12_regressor(anny)
+    torch.testing.assert_close(matrix.sum(1), torch.ones(12))
+    # On a posed body (not the rest pose the regions were found on), the builder run afresh on
+    # the same part cut gives the same points: the regions are fixed vertex sets.
+    with torch.no_grad():
+        vertices = anny(preset_rotations("walk"), torch.tensor([[0.2, 0.7, 0.5, 0.6, 0.4, 0.5]])).vertices[0]
+    faces = anny.faces.numpy()
+    edges = meshcnn_edges(faces)
+    parts = vertex_parts(anny)
+    labels = np.maximum(parts[edges[:, 0]], parts[edges[:, 1]])
+    built = extract_keypoints(vertices.double().numpy(), faces, labels)
+    assert built.accepted, built.reason
+    np.testing.assert_allclose((matrix @ vertices).numpy(), built.keypoints, atol=1e-5)
+    # Each labelled point lies near its own bone, not the other side's (Anny's .L is the left).
+    with torch.no_grad():
+        out = anny(preset_rotations("walk"), torch.full((1, 6), 0.5))
+    points = dict(zip(built.names, matrix @ out.vertices[0]))
+    for side, other in (("left", "R"), ("right", "L")):
+        own = "L" if side == "left" else "R"
+        for joint, bone in (("wrist", "wrist"), ("knee", "lowerleg01"), ("elbow", "lowerarm01")):
+            point = points[f"{side}_{joint}"]
+            assert (point - out.joint(f"bone:{bone}.{own}")[0]).norm() < (point - out.joint(f"bone:{bone}.{other}")[0]).norm()
+
+
+def _walking_body(anny, yaw=0.0):
+    from meshpose.body.poses import preset_rotations
+    from meshpose.meshkp.anny_parts import Y_UP
+
+    with torch.no_grad():
+        out = anny(preset_rotations("walk"), torch.full((1, 6), 0.5))
+    turn = yaw_rotation(torch.tensor([yaw]))[0] @ Y_UP
+    return (out.vertices[0] @ turn.T).double().numpy(), anny.faces.numpy(), out, turn
+
+
+def test_shipped_model_finds_joint_centres_of_a_body_and_follows_turns_scale_and_mirror(anny):
+    from meshpose.body import body_joints
+
+    vertices, faces, out, turn = _walking_body(anny, yaw=0.7)
+    result = meshpose.mesh_keypoints((vertices, faces), joint_set="h36m17")
+    truth = (body_joints(out, "h36m17")[0] @ turn.T).double().numpy()
+    error = np.linalg.norm(result["keypoints"] - truth, axis=1)
+    assert np.median(error) < 0.06, error  # metres; a 1.7 m body
+
+    seed = meshpose.mesh_keypoints((vertices, faces))
+    in_cm = meshpose.mesh_keypoints((vertices * 100, faces))
+    np.testing.assert_allclose(in_cm["keypoints"], seed["keypoints"] * 100, atol=1.0)  # 1 cm
+
+    z_up = _from_y_up(vertices, "z")  # the same body stored z-up
+    np.testing.assert_allclose(_to_y_up(meshpose.mesh_keypoints((z_up, faces), up="z")["keypoints"], "z"),
+                               seed["keypoints"], atol=0.01)
+
+    mirrored = vertices * np.array([-1.0, 1.0, 1.0])
+    flipped = meshpose.mesh_keypoints((mirrored, faces[:, ::-1]))
+    names = seed["names"]
+    swap = [names.index(n.replace("left_", "#").replace("right_", "left_").replace("#", "right_")) for n in names]
+    unflipped = flipped["keypoints"] * np.array([-1.0, 1.0, 1.0])
+    # The mirror image's left joints are the original's right ones: nearer those than their own.
+    paired = [i for i, n in enumerate(names) if n.startswith(("left_", "right_"))]
+    to_swapped = np.linalg.norm(unflipped - seed["keypoints"][swap], axis=1)
+    to_same = np.linalg.norm(unflipped - seed["keypoints"], axis=1)
+    assert np.all(to_swapped[paired] < to_same[paired]), (to_swapped, to_same)
+    assert np.median(to_swapped) < 0.05
+
+
+def test_mesh_keypoints_rejects_bad_meshes_and_names():
+    with pytest.raises(meshpose.MeshposeError, match="out of range"):
+        meshpose.mesh_keypoints((np.zeros((3, 3)), np.array([[0, 1, 5]])))
+    with pytest.raises(meshpose.MeshposeError, match="no surface area"):
+        meshpose.mesh_keypoints((np.zeros((3, 3)), np.array([[0, 1, 2]])))
+    with pytest.raises(meshpose.UnknownNameError, match="coco17"):
+        meshpose.mesh_keypoints((np.eye(3), np.array([[0, 1, 2]])), joint_set="coco17")
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "-m", "meshpose", "mesh-keypoints", *map(str, args)],
+                          capture_output=True, text=True)
+
+
+def test_command_writes_json_and_png_per_mesh_and_nothing_on_bad_input(tmp_path, anny):
+    import trimesh
+
+    vertices, faces, _, _ = _walking_body(anny)
+    meshes = tmp_path / "meshes"
+    meshes.mkdir()
+    trimesh.Trimesh(vertices, faces, process=False).export(meshes / "walker.ply")
+    result = _run(meshes, "-o", tmp_path / "out", "--png", tmp_path / "pictures", "--joint-set", "smpl24")
+    assert result.returncode == 0, result.stderr
+    document = json.loads((tmp_path / "out" / "walker.json").read_text())
+    assert document["joint_set"] == "smpl24" and len(document["keypoints"]) == 24
+    expected = meshpose.mesh_keypoints((vertices, faces), joint_set="smpl24")
+    np.testing.assert_allclose(document["keypoints"]["left_knee"],
+                               expected["keypoints"][expected["names"].index("left_knee")], atol=1e-4)
+    assert (tmp_path / "pictures" / "walker.png").stat().st_size > 1000
+
+    (meshes / "broken.obj").write_text("v 0 0 0\nv 1 0 0\nf 1 2 9\n")
+    result = _run(meshes, "-o", tmp_path / "out2")
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "broken.obj" in result.stderr
+    assert not (tmp_path / "out2").exists()
+
+
+@pytest.mark.skipif(not HUMAN_SEG.is_dir(), reason="../shared/data/human_seg is absent")
+def test_shipped_model_on_held_out_human_seg_subjects(tmp_path):
+    from meshpose.meshkp.point_task import PointDataConfig, evaluate_real
+    from meshpose.meshkp.segdata import build_dataset
+
+    build_dataset(HUMAN_SEG, tmp_path / "kp", progress=False)
+    model = meshpose.meshkp.api.load_mesh_keypoint_model()
+    scores = evaluate_real(model, PointDataConfig(dataset=str(tmp_path / "kp")), "test", "cpu")
+    assert scores["meshes"] >= 20
+    assert scores["pck10"] > 0.9 and scores["side_correct"] > 0.9
