@@ -21,6 +21,7 @@ import torch
 
 from meshpose import metrics
 from meshpose.body import AnnyBody, body_joints
+from meshpose.errors import MeshposeError
 from meshpose.joints import convert
 
 
@@ -126,6 +127,27 @@ def held_out_cmu():
 
 
 def cmd_eval(args) -> int:
+    tasks = set(args.tasks)
+    if "predict" in tasks:
+        _eval_predict(args)
+    if "mesh-keypoints" in tasks:
+        from meshpose.meshkp.evaluate import point_model_rows, print_keypoint_table
+
+        if not args.keypoint_dataset:
+            raise MeshposeError("the mesh-keypoints rows need --keypoint-dataset (a folder from "
+                                "meshpose data build-keypoints)")
+        rows = []
+        if args.reference_model:
+            from meshpose.meshkp.seed_task import reference_rows
+
+            rows += reference_rows(args.reference_model, args.keypoint_dataset)
+        rows += point_model_rows(args.keypoint_dataset)
+        print()
+        print_keypoint_table(rows)
+    return 0
+
+
+def _eval_predict(args) -> None:
     from meshpose.data.posebank import PoseBank
     from meshpose.predict import load_regressor
 
@@ -142,15 +164,21 @@ def cmd_eval(args) -> int:
     for row in rows:
         pve = f"{row['pve_mm']:.1f}" if "pve_mm" in row else "-"
         print(f"| {row['protocol']} | {row['samples']} | {row['mpjpe_mm']:.1f} | {row['pa_mpjpe_mm']:.1f} | {pve} |")
-    return 0
 
 
 def add_eval_command(commands) -> None:
-    parser = commands.add_parser("eval", help="evaluate the regressor: held-out motion and Human3.6M S1")
-    parser.add_argument("--model", default="default")
+    parser = commands.add_parser("eval", help="accuracy tables: 2D keypoints -> body (held-out motion, "
+                                              "Human3.6M S1) and mesh -> keypoints (held-out meshes)")
+    parser.add_argument("--tasks", nargs="+", choices=("predict", "mesh-keypoints"), default=["predict"],
+                        help="which tables (default: predict)")
+    parser.add_argument("--model", default="default", help="regressor of the predict table")
     parser.add_argument("--h36m", default=None, help="folder with the Human3.6M S1 files")
     parser.add_argument("--bank", action="append", metavar="NAME=PATH",
                         help="another held-out pose bank, e.g. hdm05_test=bank_hdm05_test.npz")
     parser.add_argument("--samples", type=int, default=1024, help="per held-out motion protocol")
     parser.add_argument("--stride", type=int, default=5, help="Human3.6M: every n-th frame")
+    parser.add_argument("--keypoint-dataset", default=None,
+                        help="mesh-keypoints: folder from meshpose data build-keypoints (human_seg)")
+    parser.add_argument("--reference-model", default=None,
+                        help="mesh-keypoints: also evaluate this trained reference edge-CNN run folder")
     parser.set_defaults(run=cmd_eval)
