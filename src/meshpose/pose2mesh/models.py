@@ -1,0 +1,173 @@
+"""Pose2Mesh networks: PoseNet (2D -> 3D joints) and MeshNet (joints -> mesh vertices)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .chebconv import ChebConv
+from .graph import MeshHierarchy, edges_adjacency, scaled_laplacian
+
+__all__ = ["MeshNet", "Pose2Mesh", "PoseNet", "default_widths", "meshnet_input"]
+
+
+# --------------------------------------------------------------------------- PoseNet
+class _ResidualMLPBlock(nn.Module):
+    """Two [linear, batch norm, ReLU, dropout] layers with an identity skip."""
+
+    def __init__(self, width: int, dropout: float):
+        super().__init__()
+        layers = []
+        for _ in range(2):
+            layers += [nn.Linear(width, width), nn.BatchNorm1d(width), nn.ReLU(inplace=True),
+                       nn.Dropout(dropout)]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class PoseNet(nn.Module):
+    """Martinez et al. (2017)-style lifting network: ``(B, J, 2)`` normalised 2D joints ->
+    ``(B, J_out, 3)`` root-relative 3D joints.
+
+    linear(2J -> width) + BN + ReLU + dropout, ``blocks`` residual blocks, linear(width -> 3 J_out).
+    With ``root_index`` set, that output joint is subtracted so the root is exactly 0; by default
+    the network regresses root-relative targets directly, as in the original.
+    """
+
+    def __init__(self, n_joints_in: int, n_joints_out: int, width: int = 4096, blocks: int = 2,
+                 dropout: float = 0.5, root_index: int | None = None):
+        super().__init__()
+        self.n_joints_in, self.n_joints_out, self.root_index = n_joints_in, n_joints_out, root_index
+        self.inp = nn.Sequential(nn.Linear(2 * n_joints_in, width), nn.BatchNorm1d(width),
+                                 nn.ReLU(inplace=True), nn.Dropout(dropout))
+        self.blocks = nn.Sequential(*[_ResidualMLPBlock(width, dropout) for _ in range(blocks)])
+        self.out = nn.Linear(width, 3 * n_joints_out)
+
+    def forward(self, joints2d: torch.Tensor) -> torch.Tensor:
+        b = joints2d.shape[0]
+        y = self.out(self.blocks(self.inp(joints2d.reshape(b, -1))))
+        y = y.reshape(b, self.n_joints_out, 3)
+        if self.root_index is not None:
+            y = y - y[:, self.root_index : self.root_index + 1]
+        return y
+
+
+# --------------------------------------------------------------------------- MeshNet
+def _groups(c: int) -> int:
+    return 8 if c % 8 == 0 else 1
+
+
+class _GraphNorm(nn.Module):
+    """GroupNorm over the channels of a ``(B, N, C)`` graph signal."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.norm = nn.GroupNorm(_groups(c), c)
+
+    def forward(self, x):
+        return self.norm(x.transpose(1, 2)).transpose(1, 2)
+
+
+class ChebResBlock(nn.Module):
+    """[ChebConv, GroupNorm, ReLU, ChebConv, GroupNorm] + skip (linear when widths differ), ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, K: int = 3):
+        super().__init__()
+        self.conv1, self.norm1 = ChebConv(c_in, c_out, K), _GraphNorm(c_out)
+        self.conv2, self.norm2 = ChebConv(c_out, c_out, K), _GraphNorm(c_out)
+        self.skip = nn.Linear(c_in, c_out, bias=False) if c_in != c_out else nn.Identity()
+
+    def forward(self, x, lap):
+        h = torch.relu(self.norm1(self.conv1(x, lap)))
+        h = self.norm2(self.conv2(h, lap))
+        return torch.relu(h + self.skip(x))
+
+
+def default_widths(n_levels: int) -> list[int]:
+    """Feature width per mesh level, finest first: 64 on the three finest levels, 128 coarser."""
+    return [64 if level < 3 else 128 for level in range(n_levels)]
+
+
+class MeshNet(nn.Module):
+    """Chebyshev graph-conv mesh regressor: ``(B, J, 5)`` joint signal ``(x, y, X, Y, Z)`` ->
+    ``(B, V, 3)`` vertices.
+
+    Joint graph: ChebConv(in -> joint_width) + norm + ReLU and ``blocks`` residual blocks on the
+    skeleton's scaled Laplacian. A learned linear map over the node axis (J -> vertices of the
+    coarsest used mesh level) moves to the mesh hierarchy; then for each level from coarse to fine:
+    ``blocks`` residual Chebyshev blocks at that level, nearest upsampling to the next finer level.
+    A final ChebConv on the full mesh outputs xyz.
+
+    ``widths[l]`` is the width at mesh level ``l`` (0 = full mesh); ``n_levels`` limits how many
+    hierarchy levels are used (default all; the coarsest used level replaces the rest).
+    """
+
+    def __init__(self, skeleton_edges, n_joints: int, hierarchy: MeshHierarchy,
+                 widths: Sequence[int] | None = None, joint_width: int = 128, K: int = 3,
+                 blocks: int = 1, in_features: int = 5, n_levels: int | None = None):
+        super().__init__()
+        n_levels = hierarchy.n_levels if n_levels is None else n_levels
+        if not 1 <= n_levels <= hierarchy.n_levels:
+            raise ValueError(f"n_levels must be in [1, {hierarchy.n_levels}]")
+        widths = list(default_widths(n_levels) if widths is None else widths)
+        if len(widths) != n_levels:
+            raise ValueError(f"need {n_levels} widths (finest first), got {len(widths)}")
+        self.n_joints, self.n_levels, self.widths = n_joints, n_levels, widths
+        self.sizes = hierarchy.sizes[:n_levels]
+
+        self.register_buffer("joint_lap", scaled_laplacian(edges_adjacency(skeleton_edges, n_joints)),
+                             persistent=False)
+        for level in range(n_levels):
+            self.register_buffer(f"lap{level}", hierarchy.laplacian(level), persistent=False)
+        for level in range(n_levels - 1):
+            self.register_buffer(f"up{level}", hierarchy.up_indices[level], persistent=False)
+
+        self.joint_in = ChebConv(in_features, joint_width, K)
+        self.joint_norm = _GraphNorm(joint_width)
+        self.joint_blocks = nn.ModuleList(ChebResBlock(joint_width, joint_width, K) for _ in range(blocks))
+        self.to_mesh = nn.Linear(n_joints, self.sizes[-1])
+        self.level_blocks = nn.ModuleDict()
+        c = joint_width
+        for level in reversed(range(n_levels)):
+            mods = []
+            for _ in range(blocks):
+                mods.append(ChebResBlock(c, widths[level], K))
+                c = widths[level]
+            self.level_blocks[str(level)] = nn.ModuleList(mods)
+        self.head = ChebConv(widths[0], 3, K)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.joint_norm(self.joint_in(x, self.joint_lap)))
+        for blk in self.joint_blocks:
+            h = blk(h, self.joint_lap)
+        h = self.to_mesh(h.transpose(1, 2)).transpose(1, 2)  # (B, V_coarsest, C)
+        for level in reversed(range(self.n_levels)):
+            lap = getattr(self, f"lap{level}")
+            for blk in self.level_blocks[str(level)]:
+                h = blk(h, lap)
+            if level > 0:
+                h = h.index_select(1, getattr(self, f"up{level - 1}"))  # nearest upsampling
+        return self.head(h, self.lap0)
+
+
+def meshnet_input(joints2d: torch.Tensor, joints3d: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``(B, J, 2)`` and ``(B, J, 3)`` into MeshNet's ``(B, J, 5)`` signal."""
+    return torch.cat([joints2d, joints3d], dim=-1)
+
+
+class Pose2Mesh(nn.Module):
+    """PoseNet then MeshNet: ``(B, J, 2)`` -> ``(joints3d (B, J, 3), vertices (B, V, 3))``.
+
+    PoseNet must output the joints MeshNet's skeleton graph is built on (``n_joints_out == J``).
+    """
+
+    def __init__(self, posenet: PoseNet, meshnet: MeshNet):
+        super().__init__()
+        self.posenet, self.meshnet = posenet, meshnet
+
+    def forward(self, joints2d: torch.Tensor):
+        joints3d = self.posenet(joints2d)
+        return joints3d, self.meshnet(meshnet_input(joints2d, joints3d))
