@@ -35,7 +35,7 @@ def body_mesh(target_vertices: int, seed: int = 0) -> tuple[np.ndarray, np.ndarr
     rng = np.random.default_rng(seed)
     while len(vertices) < target_vertices:
         missing = target_vertices - len(vertices)
-        chosen = rng.choice(len(faces), size=min(len(faces), max(1, missing * 2 // 3)), replace=False)
+        chosen = rng.choice(len(faces), size=min(len(faces), max(1, missing // 3)), replace=False)
         vertices, faces = trimesh.remesh.subdivide(vertices, faces, face_index=chosen)
     return vertices, faces
 

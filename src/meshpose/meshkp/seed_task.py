@@ -267,6 +267,18 @@ def load_run_model(run_dir: str | Path, weights: str = "best") -> tuple[nn.Modul
     return model.eval(), config
 
 
+def reference_rows(run_dir: str | Path, dataset: str | Path) -> list[dict]:
+    """``meshpose eval`` row of a trained reference run (best checkpoint) on the test split.
+
+    The reference predicts an unordered set of seed12 points: the labelled and synthetic
+    columns do not apply to it.
+    """
+    model, config = load_run_model(run_dir)
+    scores = evaluate_seed(model, dataset, "test")
+    return [{"model": f"reference edge CNN, first {config.model.n_edges} edges ({config.model.features} features)",
+             "meshes": scores["n"], "pck10": scores["pck10"], "pck05": scores["pck05"], "pcm": scores["pcm"]}]
+
+
 HEADER = ("| run | n_edges | features | weights | split | meshes | PCK@0.1 | PCK@0.05 | PCM(0.9) | mean dist |\n"
           "|---|---|---|---|---|---|---|---|---|---|")
 
