@@ -10,7 +10,6 @@ given when the focal length and image size are known.
 from __future__ import annotations
 
 import json
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -24,24 +23,10 @@ MODELS = {"default": "regressor_default.safetensors"}
 
 def load_regressor(name_or_path: str = "default", device: str | torch.device = "cpu"):
     """A :class:`~meshpose.models.regressor.KeypointRegressor` with shipped or saved weights."""
-    from safetensors import safe_open
-
+    from meshpose.io.weights import read_model_file
     from meshpose.models.regressor import KeypointRegressor
 
-    if name_or_path in MODELS:
-        path = Path(str(resources.files("meshpose") / "assets" / MODELS[name_or_path]))
-    else:
-        path = Path(name_or_path)
-        if not path.exists():
-            raise UnknownNameError(f"unknown model {name_or_path!r}; choose from {', '.join(MODELS)} or give a file")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-            state = {k: f.get_tensor(k).float() for k in f.keys()}
-    except Exception as error:
-        raise MeshposeError(f"cannot read model file ({error})", path) from None
-    if header.get("format") != "meshpose-regressor-1":
-        raise MeshposeError("not a meshpose regressor file", path)
+    header, state = read_model_file(name_or_path, MODELS, "meshpose-regressor-1", "regressor")
     settings = json.loads(header["model"])
     model = KeypointRegressor(settings["hidden"], settings["blocks"], settings["iterations"])
     model.load_state_dict(state)
@@ -74,7 +59,11 @@ def predict(keypoints, joint_set: str = "coco17", output_joints=("coco17",), mod
 
     from meshpose.body import AnnyBody, body_joints
     from meshpose.joints import get_joint_set
-    from meshpose.models.regressor import INPUT_SETS, root_from_weak_perspective, to_slots
+    from meshpose.models.regressor import (
+        INPUT_SETS,
+        root_from_weak_perspective,
+        to_slots,
+    )
 
     if joint_set not in INPUT_SETS:
         raise UnknownNameError(f"predict reads {', '.join(INPUT_SETS)}; got joint set {joint_set!r}")

@@ -51,7 +51,13 @@ def fit_joint_map(landmarks: torch.Tensor, truth: torch.Tensor, ridge: float = 1
 
 
 def evaluate_h36m(data_dir: str | Path, regressor, body: AnnyBody, stride: int = 5) -> list[dict]:
-    from meshpose.data.h36m import load_h36m_2d, load_h36m_3d, load_h36m_cameras, project, world_to_camera
+    from meshpose.data.h36m import (
+        load_h36m_2d,
+        load_h36m_3d,
+        load_h36m_cameras,
+        project,
+        world_to_camera,
+    )
 
     data_dir = Path(data_dir)
     joints3d = load_h36m_3d(data_dir / "h36m_S1_3d.npz", data_dir / "h36m_S1_joints.json")

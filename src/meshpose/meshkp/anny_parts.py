@@ -17,7 +17,7 @@ import torch
 
 from meshpose.meshkp.segdata import PARTS, extract_keypoints, meshcnn_edges
 
-__all__ = ["BONE_PARTS", "vertex_parts", "seed12_regressor", "Y_UP"]
+__all__ = ["BONE_PARTS", "Y_UP", "seed12_regressor", "vertex_parts"]
 
 #: Anny bone-name prefix -> human_seg part (1..8: head, hand, forearm, upper arm, torso, thigh,
 #: shin, foot); the first matching prefix wins. The lowest neck bone and the deltoid bones go

@@ -8,7 +8,6 @@ handles any turn about that axis.
 from __future__ import annotations
 
 import json
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ from meshpose.errors import MeshposeError, UnknownNameError
 from meshpose.meshkp.pointnet import OUTPUT_SETS, MeshKeypointNet, output_names
 from meshpose.meshkp.surface import sample_surface
 
-__all__ = ["mesh_keypoints", "load_mesh_keypoint_model", "export_mesh_keypoint_model", "write_keypoints_json"]
+__all__ = ["export_mesh_keypoint_model", "load_mesh_keypoint_model", "mesh_keypoints", "write_keypoints_json"]
 
 MODELS = {"default": "mesh_keypoints_default.safetensors"}
 FORMAT = "meshpose-meshkp-1"
@@ -44,25 +43,12 @@ def export_mesh_keypoint_model(state: dict, model_config: dict, out: str | Path,
 
 def load_mesh_keypoint_model(name_or_path: str = "default", device: str = "cpu") -> MeshKeypointNet:
     """The shipped model (``"default"``) or a file written by :func:`export_mesh_keypoint_model`."""
-    from safetensors import safe_open
+    from meshpose.io.weights import read_model_file
 
     key = (name_or_path, str(device))
     if key in _models:
         return _models[key]
-    if name_or_path in MODELS:
-        path = Path(str(resources.files("meshpose") / "assets" / MODELS[name_or_path]))
-    else:
-        path = Path(name_or_path)
-        if not path.exists():
-            raise UnknownNameError(f"unknown model {name_or_path!r}; choose from {', '.join(MODELS)} or give a file")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-            state = {k: f.get_tensor(k).float() for k in f.keys()}
-    except Exception as error:
-        raise MeshposeError(f"cannot read model file ({error})", path) from None
-    if header.get("format") != FORMAT:
-        raise MeshposeError("not a meshpose mesh-keypoint model file", path)
+    header, state = read_model_file(name_or_path, MODELS, FORMAT, "mesh-keypoint model")
     settings = json.loads(header["model"])
     model = MeshKeypointNet(settings["neighbours"], settings["width"])
     model.load_state_dict(state)

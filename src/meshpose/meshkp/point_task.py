@@ -136,7 +136,7 @@ class MeshKeypointTask:
 
     def make_batch(self, data: PointDataConfig, generator: torch.Generator, batch_size: int, device,
                    rows: slice = slice(None)):
-        n_real = int(round(batch_size * data.real_fraction)) if data.dataset else 0
+        n_real = round(batch_size * data.real_fraction) if data.dataset else 0
         real_index = None
         if n_real:
             vertices_all = self._real(data, "train", device)[0]

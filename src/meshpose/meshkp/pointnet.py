@@ -16,7 +16,7 @@ from torch import nn
 
 from meshpose.joints import get_joint_set
 
-__all__ = ["MeshKeypointNet", "OUTPUT_SETS", "output_names"]
+__all__ = ["OUTPUT_SETS", "MeshKeypointNet", "output_names"]
 
 #: Joint sets the model predicts: the dataset's seed12 (boundary rings, human_seg definition)
 #: and joint centres of the Anny body.

@@ -37,7 +37,7 @@ from meshpose.meshkp.edgecnn import (
 )
 from meshpose.meshkp.split import split_of
 
-__all__ = ["SeedEdgeTask", "SeedDataset", "evaluate_seed", "load_seed_dataset", "main"]
+__all__ = ["SeedDataset", "SeedEdgeTask", "evaluate_seed", "load_seed_dataset", "main"]
 
 
 @dataclass
@@ -175,7 +175,7 @@ def evaluate_seed(model: nn.Module, dataset_dir: str | Path | SeedDataset, split
         pred = _predict(model, data, indices, device)
     finally:
         model.train(was_training)
-    return {**_scores(pred, data.keypoints[indices]), "n": int(len(indices))}
+    return {**_scores(pred, data.keypoints[indices]), "n": len(indices)}
 
 
 class SeedEdgeTask:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["split_of", "SPLITS"]
+__all__ = ["SPLITS", "split_of"]
 
 SPLITS = ("train", "val", "test")
 _FAUST = re.compile(r"faust__tr_reg_(\d{3})")

@@ -9,7 +9,7 @@ import math
 
 import torch
 
-__all__ = ["sample_surface", "normalise_points", "yaw_rotation"]
+__all__ = ["normalise_points", "sample_surface", "yaw_rotation"]
 
 
 def sample_surface(vertices: torch.Tensor, faces: torch.Tensor, count: int,

@@ -1,0 +1,44 @@
+"""Reading shipped or user-given model files (safetensors with a meshpose header)."""
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from meshpose.errors import MeshposeError, UnknownNameError
+
+__all__ = ["read_model_file"]
+
+
+def read_model_file(name_or_path: str, shipped: dict[str, str], format_name: str,
+                    what: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """The header and float32 tensors of a model file.
+
+    Args:
+        name_or_path: a name in ``shipped`` (a file in ``meshpose/assets``) or a file path.
+        shipped: shipped model names -> asset file names.
+        format_name: the header's required ``format`` value.
+        what: what the file holds, for the error message ("regressor", ...).
+
+    Raises:
+        UnknownNameError: neither a shipped name nor an existing file.
+        MeshposeError: unreadable file, or a header of another format.
+    """
+    from safetensors import safe_open
+
+    if name_or_path in shipped:
+        path = Path(str(resources.files("meshpose") / "assets" / shipped[name_or_path]))
+    else:
+        path = Path(name_or_path)
+        if not path.exists():
+            raise UnknownNameError(f"unknown model {name_or_path!r}; choose from {', '.join(shipped)} or give a file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+            state = {k: f.get_tensor(k).float() for k in f.keys()}  # noqa: SIM118 (a safetensors handle, not a dict)
+    except Exception as error:  # noqa: BLE001 - safetensors raises several kinds
+        raise MeshposeError(f"cannot read model file ({error})", path) from None
+    if header.get("format") != format_name:
+        raise MeshposeError(f"not a meshpose {what} file", path)
+    return header, state
