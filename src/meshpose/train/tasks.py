@@ -191,6 +191,7 @@ def process_rows(batch_size: int, rank: int, world_size: int) -> slice:
 from meshpose.models.key2mesh_task import Key2MeshTask  # noqa: E402  (after the helpers above)
 from meshpose.meshkp.seed_task import SeedEdgeTask  # noqa: E402
 from meshpose.meshkp.point_task import MeshKeypointTask  # noqa: E402
+from meshpose.pose2mesh.task import Pose2MeshTask  # noqa: E402
 
 TASKS: dict[str, object] = {
     "toy_regression": ToyRegression(),
@@ -198,4 +199,5 @@ TASKS: dict[str, object] = {
     "key2mesh": Key2MeshTask(),
     "meshkp_seed": SeedEdgeTask(),
     "meshkp_points": MeshKeypointTask(),
+    "pose2mesh": Pose2MeshTask(),
 }
