@@ -230,7 +230,7 @@ class MeshHierarchy:
 
     @classmethod
     def from_adjacency(cls, adjacency, levels: int = 7, seed: int | None = 0,
-                       lmax: str | float = "eigsh", digest: str = "") -> "MeshHierarchy":
+                       lmax: str | float = "eigsh", digest: str = "") -> MeshHierarchy:
         """Coarsen ``adjacency`` ``levels`` times. ``lmax="eigsh"`` computes each level's
         ``lambda_max``; a number (e.g. ``2.0``) uses it for every level."""
         t0 = time.perf_counter()
@@ -243,7 +243,7 @@ class MeshHierarchy:
 
     @classmethod
     def from_faces(cls, faces, n_vertices: int | None = None, levels: int = 7,
-                   seed: int | None = 0, lmax: str | float = "eigsh") -> "MeshHierarchy":
+                   seed: int | None = 0, lmax: str | float = "eigsh") -> MeshHierarchy:
         if n_vertices is None:
             n_vertices = int(np.asarray(faces).max()) + 1
         t0 = time.perf_counter()
@@ -254,7 +254,7 @@ class MeshHierarchy:
 
     @classmethod
     def cached(cls, faces, path, n_vertices: int | None = None, levels: int = 7,
-               seed: int | None = 0, lmax: str | float = "eigsh") -> "MeshHierarchy":
+               seed: int | None = 0, lmax: str | float = "eigsh") -> MeshHierarchy:
         """Load ``path`` if it holds a hierarchy of these faces with ``levels`` and ``seed``;
         otherwise build it and save it there."""
         path = Path(path)
@@ -315,7 +315,7 @@ class MeshHierarchy:
             np.savez_compressed(fh, **arrays)
 
     @classmethod
-    def load(cls, path) -> "MeshHierarchy":
+    def load(cls, path) -> MeshHierarchy:
         with np.load(Path(path)) as z:
             n_levels = int(z["n_levels"])
             adjs = []

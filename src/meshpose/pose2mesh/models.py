@@ -1,7 +1,7 @@
 """Pose2Mesh networks: PoseNet (2D -> 3D joints) and MeshNet (joints -> mesh vertices)."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

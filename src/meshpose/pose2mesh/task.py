@@ -22,15 +22,20 @@ Validation on held-out poses (CMU subjects 13 and 14): MPJPE (regressed joints) 
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from meshpose.pose2mesh.losses import edge_length_loss, fit_joint_regressor, joint_l1, normal_loss, \
-    regress_joints, vertex_l1
+from meshpose.pose2mesh.losses import (
+    edge_length_loss,
+    fit_joint_regressor,
+    joint_l1,
+    normal_loss,
+    regress_joints,
+    vertex_l1,
+)
 
 INPUT_2D_MEAN = 0.0  #: fixed standardisation of the box-normalised 2D keypoints
 INPUT_2D_STD = 0.4
