@@ -66,8 +66,8 @@ def anny():
 
 def test_anny_seed12_regions_match_the_builder_and_their_bones(anny):
     from meshpose.body.poses import preset_rotations
-    from meshpose.meshkp.anny_parts import seed12_regressor, vertex_parts
-    from meshpose.meshkp.segdata import extract_keypoints, meshcnn_edges
+    from meshpose.meshkp.anny_parts import edge_labels, seed12_regressor
+    from meshpose.meshkp.segdata import extract_keypoints
 
     matrix = seed12_regressor(anny)
     torch.testing.assert_close(matrix.sum(1), torch.ones(12))
@@ -75,11 +75,7 @@ def test_anny_seed12_regions_match_the_builder_and_their_bones(anny):
     # the same part cut gives the same points: the regions are fixed vertex sets.
     with torch.no_grad():
         vertices = anny(preset_rotations("walk"), torch.tensor([[0.2, 0.7, 0.5, 0.6, 0.4, 0.5]])).vertices[0]
-    faces = anny.faces.numpy()
-    edges = meshcnn_edges(faces)
-    parts = vertex_parts(anny)
-    labels = np.maximum(parts[edges[:, 0]], parts[edges[:, 1]])
-    built = extract_keypoints(vertices.double().numpy(), faces, labels)
+    built = extract_keypoints(vertices.double().numpy(), anny.faces.numpy(), edge_labels(anny))
     assert built.accepted, built.reason
     np.testing.assert_allclose((matrix @ vertices).numpy(), built.keypoints, atol=1e-5)
     # Each labelled point lies near its own bone, not the other side's (Anny's .L is the left).

@@ -45,6 +45,17 @@ class PoseBank:
     def __len__(self) -> int:
         return len(self.rotations)
 
+    def split_clips(self, prefixes) -> tuple["PoseBank", "PoseBank"]:
+        """(poses of clips whose name starts with none of ``prefixes``, poses of the others),
+        e.g. ``bank.split_clips(["cmu/13/", "cmu/14/"])`` -> (training poses, held-out poses)."""
+        names = [str(n) for n in self.clip_names]
+        matched = np.array([n.startswith(tuple(prefixes)) for n in names], dtype=bool)[self.clip]
+        return self._subset(~matched), self._subset(matched)
+
+    def _subset(self, keep: np.ndarray) -> "PoseBank":
+        return PoseBank(self.rotations[keep], self.clip[keep], self.frame[keep], self.clip_names,
+                        self.clip_sources, self.clip_licences, self.clip_shapes)
+
     def rotation_matrices(self, index=None, device=None) -> torch.Tensor:
         """(n, 22, 3, 3) float32 rotations of the poses ``index`` (all by default)."""
         six = self.rotations if index is None else self.rotations[index]

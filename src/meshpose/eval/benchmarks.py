@@ -125,11 +125,7 @@ def held_out_cmu():
     """The shipped bank's held-out clips (CMU subjects 13 and 14)."""
     from meshpose.data.posebank import load_shipped_pose_bank
 
-    bank = load_shipped_pose_bank()
-    names = np.array([str(n) for n in bank.clip_names])
-    keep = np.array([n.startswith(("cmu/13/", "cmu/14/")) for n in names])[bank.clip]
-    return type(bank)(bank.rotations[keep], bank.clip[keep], bank.frame[keep], bank.clip_names,
-                      bank.clip_sources, bank.clip_licences, bank.clip_shapes)
+    return load_shipped_pose_bank().split_clips(["cmu/13/", "cmu/14/"])[1]
 
 
 def cmd_eval(args) -> int:

@@ -55,36 +55,27 @@ def vertex_parts(body) -> np.ndarray:
     return per_part.argmax(1) + 1
 
 
-@lru_cache(maxsize=2)
-def _regions(body_id: int, body) -> torch.Tensor:
-    faces = body.faces.cpu().numpy()
-    edges = meshcnn_edges(faces)
+def edge_labels(body) -> np.ndarray:
+    """(E,) part label of every Anny edge in MeshCNN order: the larger of its two vertices' parts."""
+    edges = meshcnn_edges(body.faces.cpu().numpy())
     parts = vertex_parts(body)
-    labels = np.maximum(parts[edges[:, 0]], parts[edges[:, 1]])
-    rest = body(torch.eye(3).expand(1, 22, 3, 3).clone(), torch.full((1, 6), 0.5, dtype=torch.float32),
-                ).vertices[0].double().cpu().numpy()
-    result = extract_keypoints(rest, faces, labels)
+    return np.maximum(parts[edges[:, 0]], parts[edges[:, 1]])
+
+
+@lru_cache(maxsize=2)
+def _regions(body) -> torch.Tensor:
+    with torch.no_grad():
+        rest = body(torch.eye(3).expand(1, 22, 3, 3).clone(), torch.full((1, 6), 0.5)).vertices[0]
+    rest = rest.double().cpu().numpy()
+    result = extract_keypoints(rest, body.faces.cpu().numpy(), edge_labels(body))
     if not result.accepted:
         raise RuntimeError(f"Anny's part cut does not give the 12 seed joints: {result.reason}")
-    # Each keypoint is the mean of one joint region (the pelvis: of the hip regions); recover the
-    # vertex sets as the regions whose means give the keypoints.
-    touched = np.zeros((len(rest), len(PARTS) + 1), bool)
-    touched[edges[:, 0], labels] = touched[edges[:, 1], labels] = True
-    useful = touched.sum(1) >= 2
-    from meshpose.meshkp.segdata import _edge_components
-
-    comp = _edge_components(edges[useful[edges].all(1)], len(rest))
-    regions = [np.flatnonzero(comp == c) for c in range(comp.max() + 1)]
-    hips = [r for r in regions if set(np.flatnonzero(touched[r].any(0))) == {5, 6}]
-    candidates = regions + [np.concatenate(hips)]
     matrix = torch.zeros(len(result.names), len(rest), dtype=torch.float64)
-    for j, point in enumerate(result.keypoints):
-        best = min(candidates, key=lambda r: np.linalg.norm(rest[r].mean(0) - point))
-        assert np.linalg.norm(rest[best].mean(0) - point) < 1e-9
-        matrix[j, best] = 1.0 / len(best)
+    for j, region in enumerate(result.regions):
+        matrix[j, region] = 1.0 / len(region)
     return matrix.float()
 
 
 def seed12_regressor(body) -> torch.Tensor:
     """(12, V) matrix: seed12 keypoints (builder definition) = matrix @ vertices, on ``body``'s device."""
-    return _regions(id(body), body).to(body.faces.device)
+    return _regions(body).to(body.faces.device)

@@ -13,9 +13,7 @@ surface, so neither topology nor resolution reaches the model.
 """
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -47,26 +45,6 @@ class PointDataConfig:
     val_size: int = 256
 
 
-def load_keypoint_dataset(folder: str | Path) -> dict:
-    """A ``build-keypoints`` folder: names (M,), lists of (V, 3) vertices and (F, 3) faces, keypoints (M, 12, 3)."""
-    import trimesh
-
-    folder = Path(folder)
-    table = folder / "keypoints.csv"
-    if not table.is_file():
-        raise MeshposeError("not a keypoint dataset folder (no keypoints.csv)", folder)
-    with open(table, newline="") as handle:
-        rows = list(csv.reader(handle))[1:]
-    names, vertices, faces = [], [], []
-    for row in rows:
-        mesh = trimesh.load(folder / "meshes" / row[0], process=False, force="mesh")
-        names.append(row[0])
-        vertices.append(np.asarray(mesh.vertices, np.float32))
-        faces.append(np.asarray(mesh.faces, np.int64))
-    keypoints = np.array([[float(v) for v in row[1:]] for row in rows], np.float32).reshape(-1, N_SEED, 3)
-    return {"name": np.array(names), "vertices": vertices, "faces": faces, "keypoints": keypoints}
-
-
 class MeshKeypointTask:
     ModelConfig = PointModelConfig
     DataConfig = PointDataConfig
@@ -81,10 +59,11 @@ class MeshKeypointTask:
     def _real(self, data: PointDataConfig, split: str, device):
         key = ("real", data.dataset, split, str(device))
         if key not in self._cache:
+            from meshpose.meshkp.segdata import read_dataset
             from meshpose.meshkp.split import split_of
 
-            everything = load_keypoint_dataset(data.dataset)
-            keep = [i for i, n in enumerate(everything["name"]) if split_of(n) == split]
+            everything = read_dataset(data.dataset)
+            keep = [i for i, n in enumerate(everything["names"]) if split_of(n) == split]
             if not keep:
                 raise MeshposeError(f"no {split} meshes in the keypoint dataset", data.dataset)
             # Pad to one face count so that a batch samples in one call (padding faces have no area).
@@ -93,11 +72,11 @@ class MeshKeypointTask:
             vertices = torch.zeros(len(keep), n_vertices, 3)
             faces = torch.zeros(len(keep), n_faces, 3, dtype=torch.long)
             for row, i in enumerate(keep):
-                vertices[row, : len(everything["vertices"][i])] = torch.from_numpy(everything["vertices"][i])
+                vertices[row, : len(everything["vertices"][i])] = torch.from_numpy(everything["vertices"][i]).float()
                 faces[row, : len(everything["faces"][i])] = torch.from_numpy(everything["faces"][i])
             diagonal = torch.tensor([float(np.linalg.norm(np.ptp(everything["vertices"][i], axis=0))) for i in keep])
             self._cache[key] = (vertices.to(device), faces.to(device),
-                                torch.from_numpy(everything["keypoints"][keep]).to(device), diagonal.to(device))
+                                torch.from_numpy(everything["keypoints"][keep]).float().to(device), diagonal.to(device))
         return self._cache[key]
 
     def _synthetic(self, data: PointDataConfig, device):
@@ -108,12 +87,10 @@ class MeshKeypointTask:
             from meshpose.meshkp.anny_parts import Y_UP, seed12_regressor
 
             bank = PoseBank.load(data.bank) if data.bank else load_shipped_pose_bank()
-            names = np.array([str(n) for n in bank.clip_names])
-            held_out = np.array([any(n.startswith(p) for p in data.exclude_clips) for n in names])[bank.clip]
+            train, held_out = bank.split_clips(data.exclude_clips)
             body = AnnyBody().to(device)
-            rotations = bank.rotation_matrices(device=device)
-            self._cache[key] = {"body": body, "train": rotations[torch.from_numpy(~held_out).to(device)],
-                                "held_out": rotations[torch.from_numpy(held_out).to(device)],
+            self._cache[key] = {"body": body, "train": train.rotation_matrices(device=device),
+                                "held_out": held_out.rotation_matrices(device=device),
                                 "seed12": seed12_regressor(body), "y_up": Y_UP.to(device)}
         return self._cache[key]
 
@@ -137,15 +114,13 @@ class MeshKeypointTask:
     def make_batch(self, data: PointDataConfig, generator: torch.Generator, batch_size: int, device,
                    rows: slice = slice(None)):
         n_real = round(batch_size * data.real_fraction) if data.dataset else 0
-        real_index = None
-        if n_real:
-            vertices_all = self._real(data, "train", device)[0]
-            real_index = torch.randint(len(vertices_all), (n_real,), generator=generator,
-                                       device=generator.device).to(device)
-        turn = random_yaw(batch_size, generator, generator.device).to(device)
-        parts = []
         if n_real:
             vertices_all, faces_all, keypoints_all, _ = self._real(data, "train", device)
+            real_index = torch.randint(len(vertices_all), (n_real,), generator=generator,
+                                       device=generator.device).to(device)
+        turn = random_yaw(batch_size, generator, generator.device).to(device)  # drawn before the surfaces
+        parts = []
+        if n_real:
             points, normals = sample_surface(vertices_all[real_index], faces_all[real_index], data.points, generator)
             centres = keypoints_all.new_full((n_real, len(output_names()) - N_SEED, 3), float("nan"))
             parts.append((points, normals, keypoints_all[real_index], centres))

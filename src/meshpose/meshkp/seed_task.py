@@ -13,7 +13,6 @@ resumed run sees the same data.
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import sys
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from meshpose.meshkp.edgecnn import (
     hungarian_distance_loss,
     normalise_mesh,
 )
+from meshpose.meshkp.segdata import read_dataset
 from meshpose.meshkp.split import split_of
 
 __all__ = ["SeedDataset", "SeedEdgeTask", "evaluate_seed", "load_seed_dataset", "main"]
@@ -90,29 +90,19 @@ class SeedDataset:
 
 
 def load_seed_dataset(folder: str | Path) -> SeedDataset:
-    """Read ``folder/keypoints.csv`` and ``folder/meshes/*.obj`` and normalise every mesh."""
-    from meshpose.io.meshes import read_mesh
-
-    if not str(folder):
-        raise MeshposeError("set data.dataset to a folder built by meshpose data build-keypoints")
-    folder = Path(folder)
-    table = folder / "keypoints.csv"
-    if not table.exists():
-        raise MeshposeError("no keypoints.csv: set data.dataset to a folder built by meshpose data build-keypoints", folder)
-    with table.open(newline="") as handle:
-        rows = list(csv.reader(handle))[1:]
-    data = SeedDataset([], [], [], [], [], np.zeros((len(rows), N_KEYPOINTS, 3)), np.zeros((len(rows), 3)),
-                       np.zeros(len(rows)))
-    for i, row in enumerate(rows):
-        mesh = read_mesh(folder / "meshes" / row[0])
-        vertices, centre, scale = normalise_mesh(mesh.vertices)
-        faces = np.asarray(mesh.faces, dtype=np.int64)
-        data.names.append(row[0])
-        data.splits.append(split_of(row[0]))
+    """Read a ``build-keypoints`` folder (:func:`~meshpose.meshkp.segdata.read_dataset`) and
+    normalise every mesh."""
+    raw = read_dataset(folder)
+    count = len(raw["names"])
+    data = SeedDataset([], [], [], [], [], np.zeros((count, N_KEYPOINTS, 3)), np.zeros((count, 3)), np.zeros(count))
+    for i, (name, raw_vertices, faces) in enumerate(zip(raw["names"], raw["vertices"], raw["faces"])):
+        vertices, centre, scale = normalise_mesh(raw_vertices)
+        data.names.append(name)
+        data.splits.append(split_of(name))
         data.vertices.append(vertices)
         data.faces.append(faces)
         data.topology.append(edge_topology(faces))
-        data.keypoints[i] = (np.asarray(row[1:], dtype=np.float64).reshape(N_KEYPOINTS, 3) - centre) / scale
+        data.keypoints[i] = (raw["keypoints"][i] - centre) / scale
         data.centres[i], data.scales[i] = centre, scale
     return data
 

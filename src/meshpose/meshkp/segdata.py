@@ -44,7 +44,8 @@ from scipy.sparse.csgraph import connected_components, dijkstra
 from meshpose.errors import InputFileError, MeshposeError
 from meshpose.joints import get_joint_set
 
-__all__ = ["PARTS", "KeypointResult", "build_dataset", "extract_keypoints", "meshcnn_edges", "read_eseg"]
+__all__ = ["PARTS", "KeypointResult", "build_dataset", "extract_keypoints", "meshcnn_edges", "read_dataset",
+           "read_eseg"]
 
 #: Part names of the edge labels 1..8.
 PARTS = ("head", "hand", "forearm", "upper arm", "torso", "thigh", "shin", "foot")
@@ -74,12 +75,15 @@ class KeypointResult:
         names: the seed12 joint names.
         reason: why the mesh is rejected; ``""`` when accepted.
         n_components: joint regions found, after merging the hips into one.
+        regions: per joint (``names`` order), the vertex indices its keypoint is the mean of;
+            None when rejected.
     """
 
     keypoints: np.ndarray | None
     names: tuple[str, ...]
     reason: str
     n_components: int
+    regions: list[np.ndarray] | None = None
 
     @property
     def accepted(self) -> bool:
@@ -230,7 +234,7 @@ def _label_sides(vertices: np.ndarray, edges: np.ndarray, labels: np.ndarray, gr
     """Name the paired joints left/right in the body's own frame (see the module docstring).
 
     Returns:
-        joint name -> ``(3,)`` position, and a rejection reason (``""`` when it worked).
+        joint name -> its region's vertex indices, and a rejection reason (``""`` when it worked).
     """
     n = len(vertices)
     region = {part: _edge_components(edges[labels == part], n) for part in (UPPER_ARM, FOREARM, SHIN, FOOT)}
@@ -266,11 +270,11 @@ def _label_sides(vertices: np.ndarray, edges: np.ndarray, labels: np.ndarray, gr
         return {}, "cannot split the pelvis between the two thighs"
     if (hips[0] - hips[1]) @ left < 0:
         legs.reverse()
-    named = {"neck": point["neck"][0], "pelvis": point["hip"][0]}
+    named = {"neck": groups["neck"][0], "pelvis": groups["hip"][0]}
     for side, (s, e, w), (k, a) in zip(("left", "right"), arms, legs):
-        named.update({f"{side}_shoulder": point["shoulder"][s], f"{side}_elbow": point["elbow"][e],
-                      f"{side}_wrist": point["wrist"][w], f"{side}_knee": point["knee"][k],
-                      f"{side}_ankle": point["ankle"][a]})
+        named.update({f"{side}_shoulder": groups["shoulder"][s], f"{side}_elbow": groups["elbow"][e],
+                      f"{side}_wrist": groups["wrist"][w], f"{side}_knee": groups["knee"][k],
+                      f"{side}_ankle": groups["ankle"][a]})
     return named, ""
 
 
@@ -309,7 +313,9 @@ def extract_keypoints(vertices, faces, edge_labels) -> KeypointResult:
         named, reason = _label_sides(vertices, edges, labels, groups)
     if reason:
         return KeypointResult(None, JOINT_NAMES, reason, count)
-    return KeypointResult(np.stack([named[name] for name in JOINT_NAMES]), JOINT_NAMES, "", count)
+    regions = [named[name] for name in JOINT_NAMES]
+    keypoints = np.stack([vertices[region].mean(axis=0) for region in regions])
+    return KeypointResult(keypoints, JOINT_NAMES, "", count, regions)
 
 
 def _find_pairs(seg_dir: Path) -> list[tuple[Path, Path]]:
@@ -338,6 +344,34 @@ def _keypoints_csv(rows: list[tuple[str, np.ndarray]]) -> str:
     for name, keypoints in rows:
         writer.writerow([name] + [repr(float(v)) for v in keypoints.ravel()])
     return out.getvalue()
+
+
+def read_dataset(folder: str | os.PathLike) -> dict:
+    """Read a folder written by :func:`build_dataset`, in ``keypoints.csv`` order.
+
+    Returns:
+        ``names`` (M,) mesh file names, ``vertices`` and ``faces``: lists of ``(V, 3)`` float64
+        and ``(F, 3)`` int64 arrays (file order), ``keypoints`` ``(M, 12, 3)`` float64, mesh units.
+
+    Raises:
+        MeshposeError: no folder given, or no ``keypoints.csv`` in it; InputFileError: a listed
+            mesh is missing or unreadable.
+    """
+    from meshpose.io.meshes import read_mesh
+
+    if not str(folder):
+        raise MeshposeError("set data.dataset to a folder built by meshpose data build-keypoints")
+    folder = Path(folder)
+    table = folder / "keypoints.csv"
+    if not table.is_file():
+        raise MeshposeError("no keypoints.csv: set data.dataset to a folder built by meshpose data build-keypoints", folder)
+    with table.open(newline="") as handle:
+        rows = list(csv.reader(handle))[1:]
+    meshes = [read_mesh(folder / "meshes" / row[0]) for row in rows]
+    return {"names": [row[0] for row in rows],
+            "vertices": [np.asarray(m.vertices, dtype=np.float64) for m in meshes],
+            "faces": [np.asarray(m.faces, dtype=np.int64) for m in meshes],
+            "keypoints": np.array([row[1:] for row in rows], dtype=np.float64).reshape(-1, len(JOINT_NAMES), 3)}
 
 
 def build_dataset(seg_dir: str | os.PathLike, out_dir: str | os.PathLike, progress: bool = True) -> dict:

@@ -42,17 +42,11 @@ class Key2MeshTask:
     def _engine(self, data: Key2MeshDataConfig, joint_set: str, device):
         key = (str(device), joint_set, data.bank, tuple(data.exclude_clips))
         if key not in self._engines:
-            import numpy as np
-
             from meshpose.data.posebank import PoseBank, load_shipped_pose_bank
             from meshpose.data.samples import SampleConfig, SampleEngine
 
             bank = PoseBank.load(data.bank) if data.bank else load_shipped_pose_bank()
-            names = np.array([str(n) for n in bank.clip_names])
-            keep_clip = ~np.array([any(n.startswith(p) for p in data.exclude_clips) for n in names])
-            keep = keep_clip[bank.clip]
-            bank = type(bank)(bank.rotations[keep], bank.clip[keep], bank.frame[keep], bank.clip_names,
-                              bank.clip_sources, bank.clip_licences, bank.clip_shapes)
+            bank = bank.split_clips(data.exclude_clips)[0]
             shared = next((e.body for e in self._engines.values() if str(e.device) == str(device)), None)
             self._engines[key] = SampleEngine(bank, SampleConfig(joint_set=joint_set), device, body=shared)
         return self._engines[key]

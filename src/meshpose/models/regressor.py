@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from meshpose.body import POSE_JOINTS, SHAPE_NAMES
-from meshpose.body.landmarks import CENTRE_SETS, SURFACE_SETS
+from meshpose.body.landmarks import SURFACE_SETS
 from meshpose.geometry.rotations import sixd_to_rotmat
 from meshpose.joints import get_joint_set
 

@@ -96,17 +96,11 @@ class Pose2MeshTask:
     def _engine(self, data: Pose2MeshDataConfig, device, held_out: bool):
         key = (str(device), data.joint_set, data.bank, tuple(data.held_out_clips), held_out)
         if key not in self._engines:
-            import numpy as np
-
             from meshpose.data.posebank import PoseBank, load_shipped_pose_bank
             from meshpose.data.samples import SampleConfig, SampleEngine
 
             bank = PoseBank.load(data.bank) if data.bank else load_shipped_pose_bank()
-            names = np.array([str(n) for n in bank.clip_names])
-            in_held_out = np.array([any(n.startswith(p) for p in data.held_out_clips) for n in names])
-            keep = (in_held_out if held_out else ~in_held_out)[bank.clip]
-            bank = type(bank)(bank.rotations[keep], bank.clip[keep], bank.frame[keep], bank.clip_names,
-                              bank.clip_sources, bank.clip_licences, bank.clip_shapes)
+            bank = bank.split_clips(data.held_out_clips)[1 if held_out else 0]
             shared = next((e.body for e in self._engines.values() if str(e.device) == str(device)), None)
             self._engines[key] = SampleEngine(bank, SampleConfig(joint_set=data.joint_set), device, body=shared)
         return self._engines[key]
