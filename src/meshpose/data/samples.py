@@ -47,6 +47,7 @@ class SampleConfig:
     shapes: ShapeRanges = field(default_factory=ShapeRanges)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     vertices: bool = True  #: skin the full mesh (joints are always computed)
+    extra_joint_sets: tuple[str, ...] = ()  #: also return ``joints3d_<S>`` (camera frame) for these
 
 
 class SampleEngine:
@@ -75,7 +76,8 @@ class SampleEngine:
             keypoints2d_clean (B, J, 2); visible (B, J) bool, inside the image;
             joints3d (B, J, 3) and vertices (B, V, 3) (if enabled): camera frame, metres;
             root (B, 3): pelvis in the camera frame; pose (B, 22, 3, 3); shape (B, 6);
-            pose_index (B,); focal (B, 2), principal (B, 2), image_size (B, 2), R (B, 3, 3).
+            pose_index (B,); focal (B, 2), principal (B, 2), image_size (B, 2), R (B, 3, 3);
+            joints3d_<S> (B, K, 3) in the camera frame for each of ``config.extra_joint_sets``.
         """
         config = self.config
         index = torch.randint(len(self.bank), (batch,), generator=generator, device=generator.device)
@@ -103,6 +105,8 @@ class SampleEngine:
         }
         if config.vertices:
             sample["vertices"] = to_camera(output.vertices, cams, root_world)
+        for name in config.extra_joint_sets:
+            sample[f"joints3d_{name}"] = to_camera(body_joints(output, name), cams, root_world)
         return sample
 
 

@@ -8,7 +8,28 @@ import torch
 
 from meshpose.errors import MeshposeError, UnknownNameError
 
-__all__ = ["read_model_file"]
+__all__ = ["model_file_format", "read_model_file"]
+
+
+def _model_path(name_or_path: str, shipped: dict[str, str]) -> Path:
+    if name_or_path in shipped:
+        return Path(str(resources.files("meshpose") / "assets" / shipped[name_or_path]))
+    path = Path(name_or_path)
+    if not path.exists():
+        raise UnknownNameError(f"unknown model {name_or_path!r}; choose from {', '.join(shipped)} or give a file")
+    return path
+
+
+def model_file_format(name_or_path: str, shipped: dict[str, str]) -> str:
+    """The header's ``format`` of a shipped or user-given model file ("" when it has none)."""
+    from safetensors import safe_open
+
+    path = _model_path(name_or_path, shipped)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return (f.metadata() or {}).get("format", "")
+    except Exception as error:  # noqa: BLE001 - safetensors raises several kinds
+        raise MeshposeError(f"cannot read model file ({error})", path) from None
 
 
 def read_model_file(name_or_path: str, shipped: dict[str, str], format_name: str,
@@ -27,12 +48,7 @@ def read_model_file(name_or_path: str, shipped: dict[str, str], format_name: str
     """
     from safetensors import safe_open
 
-    if name_or_path in shipped:
-        path = Path(str(resources.files("meshpose") / "assets" / shipped[name_or_path]))
-    else:
-        path = Path(name_or_path)
-        if not path.exists():
-            raise UnknownNameError(f"unknown model {name_or_path!r}; choose from {', '.join(shipped)} or give a file")
+    path = _model_path(name_or_path, shipped)
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}

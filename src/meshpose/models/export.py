@@ -1,4 +1,4 @@
-"""Export a trained key2mesh run as a shipped-style regressor file.
+"""Export a trained ``key2mesh`` or ``pose2mesh`` (second stage) run as a shipped-style model file.
 
     python -m meshpose.models.export RUN_DIR OUT.safetensors
 
@@ -23,24 +23,22 @@ TRAINING_DATA = ("CMU motion capture (free for any use) retargeted to Anny (Apac
 def export_regressor(run_dir: str | Path, out: str | Path) -> Path:
     from safetensors.torch import save_file
 
+    from meshpose.train.checkpoint import read_run_weights
+
     run_dir = Path(run_dir)
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    if (run_dir / "model.pt").exists():
-        state, step = torch.load(run_dir / "model.pt", weights_only=True, map_location="cpu"), "final"
-    else:
-        from meshpose.train.checkpoint import CheckpointManager
-
-        if CheckpointManager(run_dir).last() is None:
-            from meshpose.errors import MeshposeError
-
-            raise MeshposeError("no model.pt and no checkpoint", run_dir)
-        checkpoint = CheckpointManager(run_dir).load_last(map_location="cpu")
-        state, step = checkpoint["model"], str(checkpoint["step"])
+    state, step = read_run_weights(run_dir)
     state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
     metrics = (run_dir / "metrics.json").read_text() if (run_dir / "metrics.json").exists() else "{}"
     header = {"format": "meshpose-regressor-1", "model": json.dumps(config["model"]),
               "config": json.dumps(config), "training_data": TRAINING_DATA, "metrics": metrics,
               "step": step}
+    if config.get("task") == "pose2mesh":
+        from meshpose.pose2mesh.inference import pose2mesh_file_extras
+
+        extra_header, extra_state = pose2mesh_file_extras(config)
+        header.update(extra_header)
+        state.update({k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in extra_state.items()})
     save_file(state, str(out), metadata=header)
     return Path(out)
 

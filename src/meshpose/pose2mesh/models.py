@@ -9,7 +9,7 @@ from torch import nn
 from .chebconv import ChebConv
 from .graph import MeshHierarchy, edges_adjacency, scaled_laplacian
 
-__all__ = ["MeshNet", "Pose2Mesh", "PoseNet", "default_widths", "meshnet_input"]
+__all__ = ["MeshNet", "Pose2Mesh", "PoseNet", "default_widths"]
 
 
 # --------------------------------------------------------------------------- PoseNet
@@ -29,29 +29,38 @@ class _ResidualMLPBlock(nn.Module):
 
 
 class PoseNet(nn.Module):
-    """Martinez et al. (2017)-style lifting network: ``(B, J, 2)`` normalised 2D joints ->
-    ``(B, J_out, 3)`` root-relative 3D joints.
+    """Martinez et al. (2017)-style lifting network: ``(B, J_in, in_channels)`` normalised 2D
+    joints (optionally with a confidence channel) -> ``(B, J_out, out_channels)``.
 
-    linear(2J -> width) + BN + ReLU + dropout, ``blocks`` residual blocks, linear(width -> 3 J_out).
-    With ``root_index`` set, that output joint is subtracted so the root is exactly 0; by default
-    the network regresses root-relative targets directly, as in the original.
+    linear(in_channels J_in -> width) + BN + ReLU + dropout, ``blocks`` residual blocks,
+    linear(width -> out_channels J_out). The last three output channels are root-relative 3D
+    joints (metres); with ``out_channels=5`` the first two are the output joints' 2D positions in
+    the input's normalised box units (meshpose reads any detector's joint set, whose points need
+    not be MeshNet's skeleton joints). With ``root_index`` set, that joint's 3D output is
+    subtracted so the root is exactly 0; by default the network regresses root-relative targets
+    directly, as in the original.
     """
 
     def __init__(self, n_joints_in: int, n_joints_out: int, width: int = 4096, blocks: int = 2,
-                 dropout: float = 0.5, root_index: int | None = None):
+                 dropout: float = 0.5, root_index: int | None = None, in_channels: int = 2,
+                 out_channels: int = 3):
         super().__init__()
+        if out_channels < 3:
+            raise ValueError("out_channels must be >= 3 (the last three are 3D joints)")
         self.n_joints_in, self.n_joints_out, self.root_index = n_joints_in, n_joints_out, root_index
-        self.inp = nn.Sequential(nn.Linear(2 * n_joints_in, width), nn.BatchNorm1d(width),
+        self.out_channels = out_channels
+        self.inp = nn.Sequential(nn.Linear(in_channels * n_joints_in, width), nn.BatchNorm1d(width),
                                  nn.ReLU(inplace=True), nn.Dropout(dropout))
         self.blocks = nn.Sequential(*[_ResidualMLPBlock(width, dropout) for _ in range(blocks)])
-        self.out = nn.Linear(width, 3 * n_joints_out)
+        self.out = nn.Linear(width, out_channels * n_joints_out)
 
     def forward(self, joints2d: torch.Tensor) -> torch.Tensor:
         b = joints2d.shape[0]
         y = self.out(self.blocks(self.inp(joints2d.reshape(b, -1))))
-        y = y.reshape(b, self.n_joints_out, 3)
+        y = y.reshape(b, self.n_joints_out, self.out_channels)
         if self.root_index is not None:
-            y = y - y[:, self.root_index : self.root_index + 1]
+            root = y[:, self.root_index : self.root_index + 1, -3:]
+            y = torch.cat([y[..., :-3], y[..., -3:] - root], dim=-1)
         return y
 
 
@@ -153,21 +162,38 @@ class MeshNet(nn.Module):
         return self.head(h, self.lap0)
 
 
-def meshnet_input(joints2d: torch.Tensor, joints3d: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``(B, J, 2)`` and ``(B, J, 3)`` into MeshNet's ``(B, J, 5)`` signal."""
-    return torch.cat([joints2d, joints3d], dim=-1)
-
-
 class Pose2Mesh(nn.Module):
-    """PoseNet then MeshNet: ``(B, J, 2)`` -> ``(joints3d (B, J, 3), vertices (B, V, 3))``.
+    """PoseNet then MeshNet, reading the regressor's keypoint slots (any supported joint set).
 
-    PoseNet must output the joints MeshNet's skeleton graph is built on (``n_joints_out == J``).
+    ``posenet`` must read ``(B, S, 3)`` normalised slot coordinates and confidences and output
+    ``(B, J, 5)`` (2D box units, root-relative 3D metres) for MeshNet's ``J`` skeleton joints.
+    ``meshnet=None`` gives the first training stage (PoseNet alone). With ``freeze_posenet`` the
+    PoseNet stays in eval mode and gets no gradients (the second stage).
+
+    ``forward(slots)``: ``(B, S, 3)`` pixels and confidence -> dict with ``joints2d`` (B, J, 2)
+    in normalised box units, ``joints3d`` (B, J, 3) root-relative metres (PoseNet), ``vertices``
+    (B, V, 3) root-relative metres (MeshNet, when present), ``centre`` (B, 2) and ``size`` (B,)
+    of the input box in pixels.
     """
 
-    def __init__(self, posenet: PoseNet, meshnet: MeshNet):
+    def __init__(self, posenet: PoseNet, meshnet: MeshNet | None = None, freeze_posenet: bool = False):
         super().__init__()
-        self.posenet, self.meshnet = posenet, meshnet
+        self.posenet, self.meshnet, self.freeze_posenet = posenet, meshnet, freeze_posenet
+        if freeze_posenet:
+            self.posenet.requires_grad_(False)
 
-    def forward(self, joints2d: torch.Tensor):
-        joints3d = self.posenet(joints2d)
-        return joints3d, self.meshnet(meshnet_input(joints2d, joints3d))
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.freeze_posenet:
+            self.posenet.eval()
+        return self
+
+    def forward(self, slots: torch.Tensor) -> dict[str, torch.Tensor]:
+        from meshpose.models.regressor import normalise
+
+        normalised, confidence, centre, size = normalise(slots)
+        lifted = self.posenet(torch.cat([normalised, confidence[..., None]], dim=-1))
+        out = {"joints2d": lifted[..., :2], "joints3d": lifted[..., 2:], "centre": centre, "size": size}
+        if self.meshnet is not None:
+            out["vertices"] = self.meshnet(lifted)
+        return out

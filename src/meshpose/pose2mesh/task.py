@@ -1,24 +1,23 @@
-"""Training task ``pose2mesh``: Pose2Mesh's MeshNet on synthetic samples from the pose bank.
+"""Training task ``pose2mesh``: PoseNet, then MeshNet, on synthetic samples from the pose bank.
 
-Input per joint (``data.joint_set``, h36m17 by default), MeshNet's 5-channel signal
-``(x, y, X, Y, Z)``:
+Trained in Pose2Mesh's two stages, picked by ``data.stage``:
 
-* ``x, y``: the detector-like noisy 2D keypoints normalised to their bounding box as Pose2Mesh
-  does (centre on the box of the keypoints with confidence > 0, divide by half the box's longer
-  side enlarged by ``bbox_scale`` = 1.25, so coordinates lie in about [-0.8, 0.8]), then
-  standardised with the fixed constants ``INPUT_2D_MEAN`` = 0 and ``INPUT_2D_STD`` = 0.4 (about
-  the spread of these coordinates; fixed, not dataset statistics). Keypoints with confidence 0
-  (outside the image) are set to 0.
-* ``X, Y, Z``: root-relative (pelvis, joint 0) 3D joints in the camera frame, metres. During
-  training and validation these are the ground-truth joints plus isotropic Gaussian noise of
-  std ``joints3d_noise_m`` (default 20 mm; the root stays exactly 0), standing in for PoseNet's
-  errors: Pose2Mesh trains MeshNet on PoseNet outputs or on ground truth plus noise.
+1. ``posenet``: PoseNet alone. Input: the keypoints of a random detector joint set
+   (``data.input_sets``, with the sample engine's detector-like errors and zero confidence
+   outside the image), in the regressor's slots, box-normalised (:func:`~meshpose.models.
+   regressor.normalise`). Targets: MeshNet's skeleton joints (``data.joint_set``, h36m17) as
+   root-relative 3D joints in the camera frame (metres, L1) and as clean 2D positions in the same
+   box units (L1, weight ``loss_joints2d``).
+2. ``meshnet``: PoseNet loaded from the first stage (``model.posenet_init``) and frozen; MeshNet
+   reads its 2D + 3D joints and regresses the root-relative mesh vertices (camera frame, metres).
+   Loss: weighted vertex L1, joint L1 (joints regressed from the predicted mesh by a linear
+   regressor fitted with :func:`~meshpose.pose2mesh.losses.fit_joint_regressor`), the
+   surface-normal and the edge-length loss (:mod:`meshpose.pose2mesh.losses`).
 
-Target: root-relative (same pelvis) vertices in the camera frame, metres. Loss: weighted sum of
-vertex L1, joint L1 (joints regressed from the predicted mesh by a linear regressor fitted to
-``body_joints`` with :func:`~meshpose.pose2mesh.losses.fit_joint_regressor`, against the true
-joints), the surface-normal loss and the edge-length loss (:mod:`meshpose.pose2mesh.losses`).
-Validation on held-out poses (CMU subjects 13 and 14): MPJPE (regressed joints) and PVE in mm.
+The root is the pelvis (joint 0 of h36m17). Validation on held-out poses (CMU subjects 13 and 14)
+with coco17 input, as ``meshpose eval``'s held-out motion protocol: MPJPE and PA-MPJPE of
+PoseNet's joints (stage 1) or of the joints regressed from the mesh, and PVE (stage 2), in mm;
+``val/loss`` is the MPJPE in metres.
 """
 from __future__ import annotations
 
@@ -28,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from meshpose.models.regressor import INPUT_SETS, SLOTS, to_slots
 from meshpose.pose2mesh.losses import (
     edge_length_loss,
     fit_joint_regressor,
@@ -37,12 +37,15 @@ from meshpose.pose2mesh.losses import (
     vertex_l1,
 )
 
-INPUT_2D_MEAN = 0.0  #: fixed standardisation of the box-normalised 2D keypoints
-INPUT_2D_STD = 0.4
+STAGES = ("posenet", "meshnet")
 
 
 @dataclass
 class Pose2MeshModelConfig:
+    posenet_width: int = 1024
+    posenet_blocks: int = 2
+    posenet_dropout: float = 0.5
+    posenet_init: str = ""  #: stage meshnet: the stage-1 run folder (its model.pt or last checkpoint)
     levels: int = 7  #: coarsening levels of the mesh hierarchy (levels + 1 graphs)
     n_levels: int = 0  #: hierarchy levels MeshNet uses (finest first); 0 = all (levels + 1)
     widths: list[int] = field(default_factory=list)  #: width per used level, finest first; [] = default_widths
@@ -55,33 +58,54 @@ class Pose2MeshModelConfig:
 
 @dataclass
 class Pose2MeshDataConfig:
-    joint_set: str = "h36m17"
+    stage: str = "meshnet"  #: "posenet" or "meshnet": what a batch holds and which network trains
+    input_sets: list[str] = field(default_factory=lambda: list(INPUT_SETS))
+    joint_set: str = "h36m17"  #: MeshNet's skeleton graph and PoseNet's output joints
     bank: str = ""  #: pose bank .npz; "" = the CMU bank shipped in the package
     held_out_clips: list[str] = field(default_factory=lambda: ["cmu/13/", "cmu/14/"])  #: validation only
-    bbox_scale: float = 1.25  #: enlargement of the keypoints' box before normalising
-    joints3d_noise_m: float = 0.02  #: std of the Gaussian noise on the input 3D joints (PoseNet stand-in)
     regressor_samples: int = 300  #: random bodies for fitting the vertex-to-joint regressor
     val_size: int = 512
     val_batch: int = 64
-    loss_vertices: float = 1.0
+    loss_joints3d: float = 1.0  #: stage posenet
+    loss_joints2d: float = 1.0  #: stage posenet
+    loss_vertices: float = 1.0  #: stage meshnet
     loss_joints: float = 1.0
     loss_normal: float = 0.1
     loss_edge: float = 1.0
 
 
-def normalize_keypoints2d(keypoints: torch.Tensor, bbox_scale: float = 1.25) -> torch.Tensor:
-    """``(B, J, 3)`` pixel keypoints with confidence -> ``(B, J, 2)`` box-normalised, standardised
-    coordinates (see the module docstring); joints with confidence 0 become 0."""
-    xy, valid = keypoints[..., :2], keypoints[..., 2:] > 0
-    big = torch.finfo(xy.dtype).max
-    low = torch.where(valid, xy, big).amin(1, keepdim=True)
-    high = torch.where(valid, xy, -big).amax(1, keepdim=True)
-    none = ~valid.any(1, keepdim=True)
-    low, high = torch.where(none, 0.0, low), torch.where(none, 1.0, high)
-    centre = (low + high) / 2
-    half = ((high - low).amax(-1, keepdim=True) * bbox_scale / 2).clamp_min(1.0)
-    normalised = ((xy - centre) / half - INPUT_2D_MEAN) / INPUT_2D_STD
-    return torch.where(valid, normalised, 0.0)
+def project_pixels(points: torch.Tensor, focal: torch.Tensor, principal: torch.Tensor) -> torch.Tensor:
+    """``(B, J, 3)`` camera-frame points (metres) -> ``(B, J, 2)`` pinhole pixels; depths are
+    clamped to >= 1 cm so points behind the camera stay finite."""
+    return focal[:, None] * points[..., :2] / points[..., 2:].clamp_min(0.01) + principal[:, None]
+
+
+def to_box_units(pixels: torch.Tensor, centre: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+    """``(B, J, 2)`` pixels -> the normalised box units of :func:`~meshpose.models.regressor.normalise`."""
+    return (pixels - centre[:, None]) / (size[:, None, None] / 2)
+
+
+def build_pose2mesh(model, data, faces, posenet_only: bool = False, freeze_posenet: bool = False):
+    """The :class:`~meshpose.pose2mesh.models.Pose2Mesh` of a config (``model``, ``data``
+    sections) for a mesh with ``faces`` (F, 3); its graph hierarchy is built or read from
+    ``model.cache_dir``."""
+    from meshpose.joints import get_joint_set
+    from meshpose.pose2mesh.graph import MeshHierarchy
+    from meshpose.pose2mesh.models import MeshNet, Pose2Mesh, PoseNet
+
+    joints = get_joint_set(data.joint_set)
+    posenet = PoseNet(len(SLOTS), len(joints), width=model.posenet_width, blocks=model.posenet_blocks,
+                      dropout=model.posenet_dropout, in_channels=3, out_channels=5)
+    if posenet_only:
+        return Pose2Mesh(posenet)
+    n_vertices = int(faces.max()) + 1
+    path = (Path(model.cache_dir).expanduser()
+            / f"pose2mesh_v{n_vertices}_f{len(faces)}_l{model.levels}_s{model.hierarchy_seed}.npz")
+    hierarchy = MeshHierarchy.cached(faces, path, n_vertices, levels=model.levels, seed=model.hierarchy_seed)
+    meshnet = MeshNet(joints.edges, len(joints), hierarchy, widths=model.widths or None,
+                      joint_width=model.joint_width, K=model.K, blocks=model.blocks, in_features=5,
+                      n_levels=model.n_levels or None)
+    return Pose2Mesh(posenet, meshnet, freeze_posenet=freeze_posenet)
 
 
 class Pose2MeshTask:
@@ -90,11 +114,12 @@ class Pose2MeshTask:
 
     def __init__(self):
         self._engines = {}
-        self._hierarchies = {}
 
     # ------------------------------------------------------------------ shared resources
-    def _engine(self, data: Pose2MeshDataConfig, device, held_out: bool):
-        key = (str(device), data.joint_set, data.bank, tuple(data.held_out_clips), held_out)
+    def _engine(self, data: Pose2MeshDataConfig, input_set: str, device, held_out: bool):
+        with_vertices = data.stage == "meshnet"
+        key = (str(device), input_set, data.joint_set, data.bank, tuple(data.held_out_clips), held_out,
+               with_vertices)
         if key not in self._engines:
             from meshpose.data.posebank import PoseBank, load_shipped_pose_bank
             from meshpose.data.samples import SampleConfig, SampleEngine
@@ -102,61 +127,66 @@ class Pose2MeshTask:
             bank = PoseBank.load(data.bank) if data.bank else load_shipped_pose_bank()
             bank = bank.split_clips(data.held_out_clips)[1 if held_out else 0]
             shared = next((e.body for e in self._engines.values() if str(e.device) == str(device)), None)
-            self._engines[key] = SampleEngine(bank, SampleConfig(joint_set=data.joint_set), device, body=shared)
+            config = SampleConfig(joint_set=input_set, vertices=with_vertices, extra_joint_sets=(data.joint_set,))
+            self._engines[key] = SampleEngine(bank, config, device, body=shared)
         return self._engines[key]
 
-    def _hierarchy(self, model: Pose2MeshModelConfig, faces):
-        from meshpose.pose2mesh.graph import MeshHierarchy
+    @staticmethod
+    def _check_stage(data: Pose2MeshDataConfig) -> None:
+        if data.stage not in STAGES:
+            from meshpose.errors import MeshposeError
 
-        path = Path(model.cache_dir).expanduser() / f"pose2mesh_anny_l{model.levels}_s{model.hierarchy_seed}.npz"
-        key = str(path)
-        if key not in self._hierarchies:
-            self._hierarchies[key] = MeshHierarchy.cached(faces, path, int(faces.max()) + 1, levels=model.levels,
-                                                          seed=model.hierarchy_seed)
-        return self._hierarchies[key]
-
-    def _regressor(self, data: Pose2MeshDataConfig, body, device) -> torch.Tensor:
-        return fit_joint_regressor(body, data.joint_set, samples=data.regressor_samples).to(device)
+            raise MeshposeError(f"data.stage must be one of {', '.join(STAGES)}; got {data.stage!r}")
 
     # ------------------------------------------------------------------ task interface
     def build_model(self, model: Pose2MeshModelConfig, data: Pose2MeshDataConfig) -> nn.Module:
         from meshpose.body import AnnyBody
-        from meshpose.joints import get_joint_set
-        from meshpose.pose2mesh.models import MeshNet
 
-        faces = AnnyBody().faces.cpu().numpy()
-        hierarchy = self._hierarchy(model, faces)
-        joints = get_joint_set(data.joint_set)
-        return MeshNet(joints.edges, len(joints), hierarchy, widths=model.widths or None,
-                       joint_width=model.joint_width, K=model.K, blocks=model.blocks, in_features=5,
-                       n_levels=model.n_levels or None)
+        self._check_stage(data)
+        if data.stage == "posenet":
+            return build_pose2mesh(model, data, None, posenet_only=True)
+        net = build_pose2mesh(model, data, AnnyBody().faces.cpu().numpy(), freeze_posenet=True)
+        if model.posenet_init:
+            from meshpose.train.checkpoint import read_run_weights
 
-    def _inputs(self, data: Pose2MeshDataConfig, sample: dict, noise: torch.Tensor):
-        """MeshNet input ``(B, J, 5)``, true root-relative joints and vertices (camera frame, m)."""
-        from meshpose.pose2mesh.models import meshnet_input
+            state, _ = read_run_weights(Path(model.posenet_init).expanduser())
+            net.posenet.load_state_dict({k.removeprefix("posenet."): v for k, v in state.items()
+                                         if k.startswith("posenet.")})
+        return net
 
-        root = sample["joints3d"][:, :1]
-        joints = sample["joints3d"] - root
-        noisy = joints + noise.to(joints)
-        noisy = noisy - noisy[:, :1]  # the root stays exactly at the origin
-        x = meshnet_input(normalize_keypoints2d(sample["keypoints2d"], data.bbox_scale), noisy)
-        return x, joints, sample["vertices"] - root
+    def _batch(self, data: Pose2MeshDataConfig, input_set: str, sample: dict) -> dict:
+        """Model input and root-relative targets of an engine sample."""
+        joints = sample[f"joints3d_{data.joint_set}"]
+        root = joints[:, :1]
+        batch = {"slots": to_slots(sample["keypoints2d"], input_set), "joints": joints - root,
+                 "joints_px": project_pixels(joints, sample["focal"], sample["principal"]), "data": data}
+        if "vertices" in sample:
+            batch["vertices"] = sample["vertices"] - root
+        return batch
 
     def make_batch(self, data: Pose2MeshDataConfig, generator: torch.Generator, batch_size: int, device,
                    rows: slice = slice(None)):
-        engine = self._engine(data, device, held_out=False)
-        sample = engine.sample(batch_size, generator)
-        noise = data.joints3d_noise_m * torch.randn(sample["joints3d"].shape, generator=generator,
-                                                    device=generator.device)
-        sample = {k: v[rows] for k, v in sample.items()}
-        x, joints, vertices = self._inputs(data, sample, noise[rows])
-        return {"x": x, "joints": joints, "vertices": vertices, "faces": engine.body.faces.to(device),
-                "regressor": self._regressor(data, engine.body, device), "data": data}
+        self._check_stage(data)
+        input_set = data.input_sets[int(torch.randint(len(data.input_sets), (1,), generator=generator))]
+        engine = self._engine(data, input_set, device, held_out=False)
+        sample = {k: v[rows] for k, v in engine.sample(batch_size, generator).items()}
+        batch = self._batch(data, input_set, sample)
+        if data.stage == "meshnet":
+            batch["faces"] = engine.body.faces.to(device)
+            batch["regressor"] = fit_joint_regressor(engine.body, data.joint_set,
+                                                     samples=data.regressor_samples).to(device)
+        return batch
 
     def loss(self, model: nn.Module, batch: dict):
         data = batch["data"]
-        pred = model(batch["x"]).float()
-        true = batch["vertices"]
+        out = model(batch["slots"])
+        if data.stage == "posenet":
+            joints3d = (out["joints3d"].float() - batch["joints"]).abs().mean()
+            target2d = to_box_units(batch["joints_px"], out["centre"], out["size"])
+            joints2d = (out["joints2d"].float() - target2d).abs().mean()
+            total = data.loss_joints3d * joints3d + data.loss_joints2d * joints2d
+            return total, {"joints3d_mm": float(joints3d.detach()) * 1000, "joints2d": float(joints2d.detach())}
+        pred, true = out["vertices"].float(), batch["vertices"]
         terms = {
             "vertices": vertex_l1(pred, true),
             "joints": joint_l1(pred, batch["joints"], batch["regressor"]),
@@ -172,24 +202,32 @@ class Pose2MeshTask:
 
     @torch.no_grad()
     def validate(self, model: nn.Module, data: Pose2MeshDataConfig, device) -> dict[str, float]:
-        """MPJPE (joints regressed from the predicted mesh vs the true joints, both root-relative)
-        and PVE in mm on ``val_size`` held-out samples (fixed seed); ``val/loss`` = MPJPE in m."""
-        engine = self._engine(data, device, held_out=True)
-        regressor = self._regressor(data, engine.body, device)
+        """Held-out poses, coco17 input, ``val_size`` samples with a fixed seed (see the module
+        docstring)."""
+        from meshpose import metrics
+
+        engine = self._engine(data, "coco17", device, held_out=True)
+        regressor = None
+        if data.stage == "meshnet":
+            regressor = fit_joint_regressor(engine.body, data.joint_set, samples=data.regressor_samples)
         generator = torch.Generator(device=device).manual_seed(987_654_321)
-        mpjpe = pve = 0.0
+        sums = {"mpjpe": 0.0, "pa_mpjpe": 0.0, "pve": 0.0}
         done = 0
         while done < data.val_size:
             n = min(data.val_batch, data.val_size - done)
-            sample = engine.sample(n, generator)
-            noise = data.joints3d_noise_m * torch.randn(sample["joints3d"].shape, generator=generator,
-                                                        device=generator.device)
-            x, joints, vertices = self._inputs(data, sample, noise)
-            pred = model(x).float()
-            regressed = regress_joints(pred, regressor)
-            regressed = regressed - regressed[:, :1]
-            mpjpe += float((regressed - joints).norm(dim=-1).mean(1).sum())
-            pve += float((pred - vertices).norm(dim=-1).mean(1).sum())
+            batch = self._batch(data, "coco17", engine.sample(n, generator))
+            out = model(batch["slots"])
+            joints = out["joints3d"].float()
+            if regressor is not None:
+                vertices = out["vertices"].float()
+                joints = regress_joints(vertices, regressor)
+                root = joints[:, :1]
+                joints = joints - root
+                sums["pve"] += float(metrics.pve(vertices - root, batch["vertices"])) * n
+            sums["mpjpe"] += float(metrics.mpjpe(joints, batch["joints"])) * n
+            sums["pa_mpjpe"] += float(metrics.pa_mpjpe(joints, batch["joints"])) * n
             done += n
-        mpjpe, pve = mpjpe / done, pve / done
-        return {"val/loss": mpjpe, "val/mpjpe_mm": mpjpe * 1000, "val/pve_mm": pve * 1000}
+        result = {f"val/{k}_mm": v / done * 1000 for k, v in sums.items()
+                  if k != "pve" or regressor is not None}
+        result["val/loss"] = result["val/mpjpe_mm"] / 1000
+        return result

@@ -157,3 +157,16 @@ class CheckpointManager:
         # folder, and its own saves are complete by now).
         for stale in self.folder.glob(".*.tmp*"):
             stale.unlink(missing_ok=True)
+
+
+def read_run_weights(run_dir: str | Path) -> tuple[dict, str]:
+    """The model weights of a run folder and which step they are from: ``model.pt`` (``"final"``)
+    when the run finished, else its newest checkpoint (the step number as text)."""
+    run_dir = Path(run_dir)
+    if (run_dir / "model.pt").exists():
+        return torch.load(run_dir / "model.pt", weights_only=True, map_location="cpu"), "final"
+    manager = CheckpointManager(run_dir)
+    if manager.last() is None:
+        raise MeshposeError("no model.pt and no checkpoint", run_dir)
+    checkpoint = manager.load_last(map_location="cpu")
+    return checkpoint["model"], str(checkpoint["step"])

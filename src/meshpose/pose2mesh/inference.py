@@ -1,0 +1,153 @@
+"""A trained Pose2Mesh model as a file, and inference with it.
+
+A Pose2Mesh model file (``format`` = ``meshpose-pose2mesh-1``) holds PoseNet's and MeshNet's
+weights, the ``(J, V)`` vertex-to-joint regressor of MeshNet's skeleton joints, and the mesh
+hierarchy's clusters, so that loading checks that the graph rebuilt from the body's faces is
+the one the model was trained on.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+
+import torch
+
+from meshpose.errors import MeshposeError
+
+FORMAT = "meshpose-pose2mesh-1"
+
+__all__ = ["FORMAT", "Pose2MeshPredictor", "load_pose2mesh", "pose2mesh_file_extras",
+           "translation_from_2d_3d"]
+
+
+def _config_sections(model_settings: dict, data_settings: dict):
+    from meshpose.pose2mesh.task import Pose2MeshDataConfig, Pose2MeshModelConfig
+
+    def build(cls, settings):
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in settings.items() if k in names})
+
+    return build(Pose2MeshModelConfig, model_settings), build(Pose2MeshDataConfig, data_settings)
+
+
+def _hierarchy_clusters(net) -> torch.Tensor:
+    """All upsampling indices of a MeshNet, finest level first, concatenated (int64)."""
+    meshnet = net.meshnet
+    return torch.cat([getattr(meshnet, f"up{level}") for level in range(meshnet.n_levels - 1)])
+
+
+def pose2mesh_file_extras(config: dict) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """Header entries and extra tensors that make a ``pose2mesh`` run's weights a model file."""
+    from meshpose.body import AnnyBody
+    from meshpose.pose2mesh.losses import fit_joint_regressor
+    from meshpose.pose2mesh.task import build_pose2mesh
+
+    model, data = _config_sections(config["model"], config["data"])
+    body = AnnyBody()
+    net = build_pose2mesh(model, data, body.faces.cpu().numpy())
+    regressor = fit_joint_regressor(body, data.joint_set, samples=data.regressor_samples)
+    header = {"format": FORMAT, "data": json.dumps({"joint_set": data.joint_set, "input_sets": data.input_sets})}
+    return header, {"joint_regressor": regressor, "hierarchy_clusters": _hierarchy_clusters(net).int()}
+
+
+def translation_from_2d_3d(joints3d: torch.Tensor, pixels: torch.Tensor, focal: torch.Tensor,
+                           principal: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Camera translation ``t`` (B, 3), metres, that best projects root-relative 3D joints onto
+    2D keypoints: least squares over ``f (X + t_x) - (u - c_x)(Z + t_z) = 0`` (and the same in y),
+    linear in ``t``.
+
+    Args:
+        joints3d: (B, J, 3) camera axes, metres, root-relative.
+        pixels: (B, J, 2) image positions.
+        focal: (B, 2) pixels. principal: (B, 2) pixels.
+        weights: (B, J) per-joint weights (default 1).
+    """
+    b, j, _ = joints3d.shape
+    offset = pixels - principal[:, None]  # (B, J, 2)
+    f = focal[:, None].expand(b, j, 2)
+    w = torch.ones(b, j, dtype=joints3d.dtype, device=joints3d.device) if weights is None else weights
+    a = joints3d.new_zeros(b, j, 2, 3)
+    a[..., 0, 0] = f[..., 0]
+    a[..., 1, 1] = f[..., 1]
+    a[..., :, 2] = -offset
+    rhs = offset * joints3d[..., 2:] - f * joints3d[..., :2]  # (B, J, 2)
+    a = (a * w[..., None, None]).reshape(b, 2 * j, 3).double()
+    rhs = (rhs * w[..., None]).reshape(b, 2 * j, 1).double()
+    return torch.linalg.lstsq(a, rhs).solution[..., 0].to(joints3d.dtype)
+
+
+class Pose2MeshPredictor:
+    """A loaded Pose2Mesh model with the Anny mesh's vertex-to-joint regressors.
+
+    ``predictor(keypoints, joint_set)``: ``(B, J, 3)`` pixels and confidence -> dict with
+    ``vertices`` (B, V, 3) metres, root-relative (the pelvis regressed from the mesh at the
+    origin), ``joints2d`` (B, K, 2) pixels and ``joints3d`` (B, K, 3) PoseNet's skeleton joints,
+    ``root`` (B, 3) the regressed pelvis removed from the raw output.
+    """
+
+    def __init__(self, net, joint_regressor: torch.Tensor, joint_set: str, input_sets, body):
+        self.net, self.joint_set, self.input_sets, self.body = net.eval(), joint_set, list(input_sets), body
+        self._regressors = {joint_set: joint_regressor}
+
+    @property
+    def device(self) -> torch.device:
+        return self._regressors[self.joint_set].device
+
+    def to(self, device):
+        self.net.to(device)
+        self._regressors = {k: v.to(device) for k, v in self._regressors.items()}
+        return self
+
+    def regressor(self, joint_set: str) -> torch.Tensor:
+        """The ``(K, V)`` regressor of any joint set: shipped for MeshNet's skeleton joints,
+        otherwise fitted to the Anny body once (a few seconds)."""
+        from meshpose.joints import get_joint_set
+        from meshpose.pose2mesh.losses import fit_joint_regressor
+
+        name = get_joint_set(joint_set).name
+        if name not in self._regressors:
+            self._regressors[name] = fit_joint_regressor(self.body, name).to(self.device)
+        return self._regressors[name]
+
+    def joints(self, vertices: torch.Tensor, joint_set: str) -> torch.Tensor:
+        """``(B, K, 3)`` joints of ``joint_set`` regressed from ``(B, V, 3)`` vertices."""
+        from meshpose.pose2mesh.losses import regress_joints
+
+        return regress_joints(vertices, self.regressor(joint_set))
+
+    @torch.no_grad()
+    def __call__(self, keypoints: torch.Tensor, joint_set: str) -> dict[str, torch.Tensor]:
+        from meshpose.models.regressor import to_slots
+
+        if joint_set not in self.input_sets:
+            from meshpose.errors import UnknownNameError
+
+            raise UnknownNameError(f"this Pose2Mesh model reads {', '.join(self.input_sets)}; got {joint_set!r}")
+        out = self.net(to_slots(keypoints, joint_set))
+        vertices = out["vertices"].float()
+        root = self.joints(vertices, self.joint_set)[:, 0]
+        pixels = out["centre"][:, None] + out["size"][:, None, None] / 2 * out["joints2d"].float()
+        return {"vertices": vertices - root[:, None], "joints2d": pixels, "joints3d": out["joints3d"].float(),
+                "root": root}
+
+
+def load_pose2mesh(name_or_path: str, device: str | torch.device = "cpu", shipped: dict | None = None,
+                   body=None) -> Pose2MeshPredictor:
+    """A :class:`Pose2MeshPredictor` from a shipped name or a model file."""
+    from meshpose.body import AnnyBody
+    from meshpose.io.weights import read_model_file
+    from meshpose.pose2mesh.task import build_pose2mesh
+
+    header, state = read_model_file(name_or_path, shipped or {}, FORMAT, "Pose2Mesh model")
+    data_settings = json.loads(header["data"])
+    model, data = _config_sections(json.loads(header["model"]), data_settings)
+    model.cache_dir = "~/.cache/meshpose"  # the training machine's folder means nothing here
+    body = body or AnnyBody()
+    net = build_pose2mesh(model, data, body.faces.cpu().numpy())
+    clusters = state.pop("hierarchy_clusters")
+    if not torch.equal(_hierarchy_clusters(net).float(), clusters):
+        raise MeshposeError("the mesh hierarchy rebuilt here differs from the model's (another body "
+                            "mesh or graph code)", name_or_path)
+    regressor = state.pop("joint_regressor")
+    net.load_state_dict(state)
+    return Pose2MeshPredictor(net, regressor, data.joint_set, data.input_sets, body).to(device)
