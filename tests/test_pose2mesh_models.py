@@ -9,9 +9,13 @@ import torch
 import trimesh
 
 from meshpose.joints import get_joint_set
-from meshpose.pose2mesh.chebconv import ChebConv
-from meshpose.pose2mesh.graph import MeshHierarchy, scaled_laplacian, scaled_laplacian_scipy
 from meshpose.models.regressor import SLOTS, slot_index
+from meshpose.pose2mesh.chebconv import ChebConv
+from meshpose.pose2mesh.graph import (
+    MeshHierarchy,
+    scaled_laplacian,
+    scaled_laplacian_scipy,
+)
 from meshpose.pose2mesh.models import MeshNet, Pose2Mesh, PoseNet
 
 H36M = get_joint_set("h36m17")

@@ -64,7 +64,10 @@ class ChebConv(nn.Module):
         if x.dim() == 2:
             return self.forward(x.unsqueeze(0), lap).squeeze(0)
         b, n, c = x.shape
-        lap = lap.to(dtype=x.dtype)
+        # Sparse products in float32 (float64 for float64 input): CUDA's sparse kernels do not
+        # all take bfloat16, and the Laplacian stays in its stored precision under autocast.
+        work = torch.float64 if x.dtype == torch.float64 else torch.float32
+        lap, x = lap.to(work), x.to(work)
         # Node-major layout (N, B*C): each recurrence step is one sparse (N, N) @ (N, B*C) product;
         # the K terms are accumulated into the output (no stacked (N, K, B, C) copy).
         t0 = x.transpose(0, 1).reshape(n, b * c)
