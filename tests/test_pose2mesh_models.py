@@ -55,19 +55,20 @@ def chebyshev_dense(m: np.ndarray, k: int) -> np.ndarray:
 # ------------------------------------------------------------------------------- ChebConv
 @pytest.mark.parametrize("K", [1, 2, 3, 4])
 @pytest.mark.parametrize("sparse", [True, False])
-def test_chebconv_matches_dense_brute_force(K, sparse):
+@pytest.mark.parametrize("c_out", [5, 2])  # 2 < C_in: the weights are applied before the recurrence
+def test_chebconv_matches_dense_brute_force(K, sparse, c_out):
     torch.manual_seed(K)
     adj = random_graph(12, 0.3, seed=K)
     lt = scaled_laplacian_scipy(adj).toarray()
     lap = scaled_laplacian(adj, dtype=torch.float64)
-    conv = ChebConv(4, 5, K=K).double()
+    conv = ChebConv(4, c_out, K=K).double()
     with torch.no_grad():
         conv.bias.normal_()
     x = torch.randn(3, 12, 4, dtype=torch.float64)
     y = conv(x, lap if sparse else lap.to_dense())
     w, b = conv.weight.detach().numpy(), conv.bias.detach().numpy()
     expected = sum(np.einsum("nm,bmc,co->bno", chebyshev_dense(lt, k), x.numpy(), w[k]) for k in range(K)) + b
-    assert y.shape == (3, 12, 5)
+    assert y.shape == (3, 12, c_out)
     np.testing.assert_allclose(y.detach().numpy(), expected, rtol=1e-9, atol=1e-9)
     # unbatched input
     np.testing.assert_allclose(conv(x[1], lap).detach().numpy(), expected[1], rtol=1e-9, atol=1e-9)
@@ -78,6 +79,9 @@ def test_chebconv_gradcheck():
     lap = scaled_laplacian(adj, dtype=torch.float64)
     conv = ChebConv(2, 3, K=3).double()
     x = torch.randn(2, 7, 2, dtype=torch.float64, requires_grad=True)
+    narrow = ChebConv(3, 2, K=3).double()  # the Clenshaw path
+    assert torch.autograd.gradcheck(lambda x: narrow(x, lap), (torch.randn(2, 7, 3, dtype=torch.float64,
+                                                                           requires_grad=True),))
     w = conv.weight.detach().clone().requires_grad_()
     b = conv.bias.detach().clone().requires_grad_()
 
@@ -115,6 +119,17 @@ def test_posenet_root_index():
 
 
 # ------------------------------------------------------------------------------- MeshNet
+def test_graph_norm_matches_torch_group_norm_on_the_transposed_signal():
+    from meshpose.pose2mesh.models import _GraphNorm
+
+    norm = _GraphNorm(16)
+    with torch.no_grad():
+        norm.weight.normal_(), norm.bias.normal_()
+    x = torch.randn(30, 4, 16, dtype=torch.float64) * 3 + 1
+    expected = torch.nn.functional.group_norm(x.permute(1, 2, 0), 8, norm.weight.double(), norm.bias.double())
+    torch.testing.assert_close(norm.double()(x), expected.permute(2, 0, 1))
+
+
 def test_meshnet_shapes(sphere_hierarchy):
     h = sphere_hierarchy
     net = MeshNet(H36M.edges, 17, h, widths=[16, 16, 32, 32, 32], joint_width=32)

@@ -9,11 +9,15 @@ from torch import nn
 __all__ = ["ChebConv", "chebyshev_basis"]
 
 
-def _lmul(lap: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``L~ @ x`` for ``x`` of shape ``(N, M)``; ``lap`` sparse or dense ``(N, N)``."""
-    if lap.is_sparse:
-        return torch.sparse.mm(lap, x)
-    return lap @ x
+def _lmul(lap: torch.Tensor, x: torch.Tensor, add: torch.Tensor | None = None, alpha: float = 1.0,
+          beta: float = 1.0) -> torch.Tensor:
+    """``alpha L~ @ x + beta add`` for ``x`` of shape ``(N, M)``; ``lap`` sparse or dense ``(N, N)``."""
+    with torch.autocast(x.device.type, enabled=False):  # autocast would cast to bfloat16
+        if add is None:
+            return torch.sparse.mm(lap, x) if lap.is_sparse else lap @ x
+        if lap.is_sparse:
+            return torch.sparse.addmm(add, lap, x, beta=beta, alpha=alpha)
+        return torch.addmm(add, lap, x, beta=beta, alpha=alpha)
 
 
 def chebyshev_basis(x: torch.Tensor, lap: torch.Tensor, k: int) -> torch.Tensor:
@@ -61,28 +65,55 @@ class ChebConv(nn.Module):
             nn.init.zeros_(self.bias)
 
     def forward(self, x: torch.Tensor, lap: torch.Tensor) -> torch.Tensor:
+        """``(B, N, C_in)`` (or ``(N, C_in)``) -> ``(B, N, C_out)`` (or ``(N, C_out)``)."""
         if x.dim() == 2:
-            return self.forward(x.unsqueeze(0), lap).squeeze(0)
-        b, n, c = x.shape
+            return self.forward_node_major(x.unsqueeze(1), lap).squeeze(1)
+        return self.forward_node_major(x.transpose(0, 1), lap).transpose(0, 1)
+
+    def forward_node_major(self, x: torch.Tensor, lap: torch.Tensor) -> torch.Tensor:
+        """The convolution on node-major signals ``(N, B, C_in)`` -> ``(N, B, C_out)``.
+
+        In this layout each recurrence step is one sparse ``(N, N) @ (N, B*C)`` product with no
+        copy. The products run on the narrower side of the layer: when ``C_out < C_in`` the
+        input is first mapped by each ``W_k`` (``T_k(L~)`` acts on nodes, ``W_k`` on channels,
+        so they commute) and the recurrence runs on ``C_out`` channels.
+        """
+        n, b, _ = x.shape
         # Sparse products in float32 (float64 for float64 input): CUDA's sparse kernels do not
-        # all take bfloat16, and the Laplacian stays in its stored precision under autocast.
+        # all take bfloat16.
         work = torch.float64 if x.dtype == torch.float64 else torch.float32
-        lap, x = lap.to(work), x.to(work)
-        # Node-major layout (N, B*C): each recurrence step is one sparse (N, N) @ (N, B*C) product;
-        # the K terms are accumulated into the output (no stacked (N, K, B, C) copy).
-        t0 = x.transpose(0, 1).reshape(n, b * c)
-        y = t0.reshape(n * b, c) @ self.weight[0]
+        lap, x, weight = lap.to(work), x.to(work), self.weight.to(work)
+        if self.out_channels < self.in_channels:
+            y = self._recurrence_after_weights(x.reshape(n * b, -1), weight, lap, n, b)
+        else:
+            y = self._recurrence_before_weights(x.reshape(n, -1), weight, lap, n, b)
+        y = y.reshape(n, b, self.out_channels)
+        return y + self.bias.to(work) if self.bias is not None else y
+
+    def _recurrence_before_weights(self, t0, weight, lap, n, b):
+        """``sum_k (T_k x) W_k`` with ``T_k x`` from the recurrence on ``(N, B*C_in)``."""
+        c = self.in_channels
+        y = t0.reshape(n * b, c) @ weight[0]
         if self.K > 1:
             t1 = _lmul(lap, t0)
-            y = torch.addmm(y, t1.reshape(n * b, c), self.weight[1])
+            y = torch.addmm(y, t1.reshape(n * b, c), weight[1])
             for k in range(2, self.K):
-                t2 = 2.0 * _lmul(lap, t1) - t0
-                y = torch.addmm(y, t2.reshape(n * b, c), self.weight[k])
-                t0, t1 = t1, t2
-        y = y.reshape(n, b, self.out_channels).transpose(0, 1)
-        if self.bias is not None:
-            y = y + self.bias
+                t0, t1 = t1, _lmul(lap, t1, add=t0, alpha=2.0, beta=-1.0)  # 2 L~ T_{k-1} - T_{k-2}
+                y = torch.addmm(y, t1.reshape(n * b, c), weight[k])
         return y
+
+    def _recurrence_after_weights(self, x, weight, lap, n, b):
+        """``sum_k T_k (x W_k)`` by Clenshaw's recurrence on ``(N, B*C_out)``:
+        ``b_k = x W_k + 2 L~ b_{k+1} - b_{k+2}``, result ``x W_0 + L~ b_1 - b_2``."""
+        c = self.out_channels
+        projected = [(x @ weight[k]).reshape(n, b * c) for k in range(self.K)]
+        if self.K == 1:
+            return projected[0]
+        b2 = torch.zeros_like(projected[0])
+        b1 = projected[-1]
+        for k in range(self.K - 2, 0, -1):
+            b1, b2 = _lmul(lap, b1, add=projected[k] - b2, alpha=2.0), b1
+        return _lmul(lap, b1, add=projected[0] - b2)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, K={self.K}"

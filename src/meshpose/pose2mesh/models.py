@@ -70,18 +70,26 @@ def _groups(c: int) -> int:
 
 
 class _GraphNorm(nn.Module):
-    """GroupNorm over the channels of a ``(B, N, C)`` graph signal."""
+    """Group normalisation of a node-major ``(N, B, C)`` graph signal: statistics per sample and
+    channel group over all nodes (as ``nn.GroupNorm`` on ``(B, C, N)``), without a transpose."""
 
-    def __init__(self, c: int):
+    def __init__(self, c: int, eps: float = 1e-5):
         super().__init__()
-        self.norm = nn.GroupNorm(_groups(c), c)
+        self.groups, self.eps = _groups(c), eps
+        self.weight = nn.Parameter(torch.ones(c))
+        self.bias = nn.Parameter(torch.zeros(c))
 
     def forward(self, x):
-        return self.norm(x.transpose(1, 2)).transpose(1, 2)
+        n, b, c = x.shape
+        grouped = x.reshape(n, b, self.groups, c // self.groups)
+        var, mean = torch.var_mean(grouped, dim=(0, 3), correction=0, keepdim=True)
+        normalised = ((grouped - mean) * torch.rsqrt(var + self.eps)).reshape(n, b, c)
+        return torch.addcmul(self.bias, normalised, self.weight)
 
 
 class ChebResBlock(nn.Module):
-    """[ChebConv, GroupNorm, ReLU, ChebConv, GroupNorm] + skip (linear when widths differ), ReLU."""
+    """[ChebConv, GroupNorm, ReLU, ChebConv, GroupNorm] + skip (linear when widths differ), ReLU,
+    on node-major ``(N, B, C)`` signals."""
 
     def __init__(self, c_in: int, c_out: int, K: int = 3):
         super().__init__()
@@ -90,8 +98,8 @@ class ChebResBlock(nn.Module):
         self.skip = nn.Linear(c_in, c_out, bias=False) if c_in != c_out else nn.Identity()
 
     def forward(self, x, lap):
-        h = torch.relu(self.norm1(self.conv1(x, lap)))
-        h = self.norm2(self.conv2(h, lap))
+        h = torch.relu(self.norm1(self.conv1.forward_node_major(x, lap)))
+        h = self.norm2(self.conv2.forward_node_major(h, lap))
         return torch.relu(h + self.skip(x))
 
 
@@ -149,17 +157,21 @@ class MeshNet(nn.Module):
         self.head = ChebConv(widths[0], 3, K)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.joint_norm(self.joint_in(x, self.joint_lap)))
-        for blk in self.joint_blocks:
-            h = blk(h, self.joint_lap)
-        h = self.to_mesh(h.transpose(1, 2)).transpose(1, 2)  # (B, V_coarsest, C)
-        for level in reversed(range(self.n_levels)):
-            lap = getattr(self, f"lap{level}")
-            for blk in self.level_blocks[str(level)]:
-                h = blk(h, lap)
-            if level > 0:
-                h = h.index_select(1, getattr(self, f"up{level - 1}"))  # nearest upsampling
-        return self.head(h, self.lap0)
+        # Float32 throughout: the sparse products need it, and converting every layer's input
+        # back and forth under autocast would cost more than bfloat16 saves here.
+        with torch.autocast(x.device.type, enabled=False):
+            h = (x if x.dtype == torch.float64 else x.float()).transpose(0, 1)  # node-major (J, B, C)
+            h = torch.relu(self.joint_norm(self.joint_in.forward_node_major(h, self.joint_lap)))
+            for blk in self.joint_blocks:
+                h = blk(h, self.joint_lap)
+            h = self.to_mesh(h.permute(1, 2, 0)).permute(2, 0, 1)  # (V_coarsest, B, C)
+            for level in reversed(range(self.n_levels)):
+                lap = getattr(self, f"lap{level}")
+                for blk in self.level_blocks[str(level)]:
+                    h = blk(h, lap)
+                if level > 0:
+                    h = h.index_select(0, getattr(self, f"up{level - 1}"))  # nearest upsampling
+            return self.head.forward_node_major(h, self.lap0).transpose(0, 1)
 
 
 class Pose2Mesh(nn.Module):
