@@ -9,15 +9,30 @@ from torch import nn
 __all__ = ["ChebConv", "chebyshev_basis"]
 
 
-def _lmul(lap: torch.Tensor, x: torch.Tensor, add: torch.Tensor | None = None, alpha: float = 1.0,
-          beta: float = 1.0) -> torch.Tensor:
-    """``alpha L~ @ x + beta add`` for ``x`` of shape ``(N, M)``; ``lap`` sparse or dense ``(N, N)``."""
+class _SymmetricCsrMM(torch.autograd.Function):
+    """``L @ x`` for a symmetric CSR matrix ``L`` (no gradient) and a dense ``x``; the backward
+    pass is ``L @ grad`` (``L^T = L``), another CSR product, instead of autograd's transpose
+    of the sparse matrix. CSR with row-major ``x`` is cuSPARSE's fast path (~8x COO on an H200
+    for the Anny mesh at 4,096 columns)."""
+
+    @staticmethod
+    def forward(ctx, lap, x):
+        ctx.save_for_backward(lap)
+        return torch.sparse.mm(lap, x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (lap,) = ctx.saved_tensors
+        return None, torch.sparse.mm(lap, grad.contiguous())
+
+
+def _lmul(lap: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``L~ @ x`` for ``x`` of shape ``(N, M)``; ``lap`` a symmetric ``(N, N)`` matrix: sparse
+    CSR (fastest), sparse COO or dense."""
     with torch.autocast(x.device.type, enabled=False):  # autocast would cast to bfloat16
-        if add is None:
-            return torch.sparse.mm(lap, x) if lap.is_sparse else lap @ x
-        if lap.is_sparse:
-            return torch.sparse.addmm(add, lap, x, beta=beta, alpha=alpha)
-        return torch.addmm(add, lap, x, beta=beta, alpha=alpha)
+        if lap.layout == torch.sparse_csr:
+            return _SymmetricCsrMM.apply(lap, x)
+        return torch.sparse.mm(lap, x) if lap.is_sparse else lap @ x
 
 
 def chebyshev_basis(x: torch.Tensor, lap: torch.Tensor, k: int) -> torch.Tensor:
@@ -98,7 +113,7 @@ class ChebConv(nn.Module):
             t1 = _lmul(lap, t0)
             y = torch.addmm(y, t1.reshape(n * b, c), weight[1])
             for k in range(2, self.K):
-                t0, t1 = t1, _lmul(lap, t1, add=t0, alpha=2.0, beta=-1.0)  # 2 L~ T_{k-1} - T_{k-2}
+                t0, t1 = t1, torch.add(-t0, _lmul(lap, t1), alpha=2.0)  # 2 L~ T_{k-1} - T_{k-2}
                 y = torch.addmm(y, t1.reshape(n * b, c), weight[k])
         return y
 
@@ -112,8 +127,8 @@ class ChebConv(nn.Module):
         b2 = torch.zeros_like(projected[0])
         b1 = projected[-1]
         for k in range(self.K - 2, 0, -1):
-            b1, b2 = _lmul(lap, b1, add=projected[k] - b2, alpha=2.0), b1
-        return _lmul(lap, b1, add=projected[0] - b2)
+            b1, b2 = torch.add(projected[k] - b2, _lmul(lap, b1), alpha=2.0), b1
+        return projected[0] - b2 + _lmul(lap, b1)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, K={self.K}"

@@ -135,10 +135,10 @@ class MeshNet(nn.Module):
         self.n_joints, self.n_levels, self.widths = n_joints, n_levels, widths
         self.sizes = hierarchy.sizes[:n_levels]
 
-        self.register_buffer("joint_lap", scaled_laplacian(edges_adjacency(skeleton_edges, n_joints)),
-                             persistent=False)
+        lap = scaled_laplacian(edges_adjacency(skeleton_edges, n_joints)).to_sparse_csr()
+        self.register_buffer("joint_lap", lap, persistent=False)
         for level in range(n_levels):
-            self.register_buffer(f"lap{level}", hierarchy.laplacian(level), persistent=False)
+            self.register_buffer(f"lap{level}", hierarchy.laplacian(level).to_sparse_csr(), persistent=False)
         for level in range(n_levels - 1):
             self.register_buffer(f"up{level}", hierarchy.up_indices[level], persistent=False)
 
