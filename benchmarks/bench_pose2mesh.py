@@ -52,17 +52,20 @@ def time_calls(call, repeats: int, sync) -> float:
 
 
 def graphed(predictor, keypoints):
-    """A replay function of ``predictor(keypoints, "coco17")`` captured in a CUDA graph."""
-    static = keypoints.clone()
+    """A replay function of ``predictor(keypoints, "coco17")`` captured in a CUDA graph (the
+    keypoints are put in the model's input slots before the capture)."""
+    from meshpose.models.regressor import to_slots
+
+    static = to_slots(keypoints, "coco17")
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
         for _ in range(3):  # warm up allocations and cuSPARSE workspaces outside the capture
-            predictor(static, "coco17")
+            predictor.from_slots(static)
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        predictor(static, "coco17")
+        predictor.from_slots(static)
     return graph.replay
 
 

@@ -124,6 +124,11 @@ def test_two_stage_training_export_and_predict(cache_dir, tmp_path, anny_body):
     assert results["vertices"].shape == (3, 13718, 3) and results["pose"].shape == (3, 0)
     np.testing.assert_allclose(results["joints3d_h36m17"][:, 0], 0, atol=2e-4)  # pelvis at the origin
     assert results["cam_t"].shape == (3, 3) and np.isfinite(results["cam_t"]).all()
+    # Fine-tuning starts from the file's weights.
+    config.model.init, config.model.posenet_init = str(path), ""
+    resumed = TASKS["pose2mesh"].build_model(config.model, config.data).state_dict()
+    for key, value in net.state_dict().items():
+        torch.testing.assert_close(resumed[key], value, rtol=0, atol=0)
 
 
 def test_translation_from_2d_3d_recovers_the_camera_translation():

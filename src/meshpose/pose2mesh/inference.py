@@ -123,7 +123,12 @@ class Pose2MeshPredictor:
             from meshpose.errors import UnknownNameError
 
             raise UnknownNameError(f"this Pose2Mesh model reads {', '.join(self.input_sets)}; got {joint_set!r}")
-        out = self.net(to_slots(keypoints, joint_set))
+        return self.from_slots(to_slots(keypoints, joint_set))
+
+    @torch.no_grad()
+    def from_slots(self, slots: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The same from the regressor's ``(B, S, 3)`` slots (no host-device copy: graph-capturable)."""
+        out = self.net(slots)
         vertices = out["vertices"].float()
         root = self.joints(vertices, self.joint_set)[:, 0]
         pixels = out["centre"][:, None] + out["size"][:, None, None] / 2 * out["joints2d"].float()

@@ -46,6 +46,7 @@ class Pose2MeshModelConfig:
     posenet_blocks: int = 2
     posenet_dropout: float = 0.5
     posenet_init: str = ""  #: stage meshnet: the stage-1 run folder (its model.pt or last checkpoint)
+    init: str = ""  #: stage meshnet: start both networks from this Pose2Mesh model file (fine-tuning)
     levels: int = 7  #: coarsening levels of the mesh hierarchy (levels + 1 graphs)
     n_levels: int = 0  #: hierarchy levels MeshNet uses (finest first); 0 = all (levels + 1)
     widths: list[int] = field(default_factory=list)  #: width per used level, finest first; [] = default_widths
@@ -152,6 +153,12 @@ class Pose2MeshTask:
             state, _ = read_run_weights(Path(model.posenet_init).expanduser())
             net.posenet.load_state_dict({k.removeprefix("posenet."): v for k, v in state.items()
                                          if k.startswith("posenet.")})
+        if model.init:
+            from meshpose.io.weights import read_model_file
+            from meshpose.pose2mesh.inference import FORMAT
+
+            _, state = read_model_file(model.init, {}, FORMAT, "Pose2Mesh model")
+            net.load_state_dict({k: v for k, v in state.items() if k.startswith(("posenet.", "meshnet."))})
         return net
 
     def _batch(self, data: Pose2MeshDataConfig, input_set: str, sample: dict) -> dict:
