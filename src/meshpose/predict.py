@@ -73,7 +73,7 @@ def predict(keypoints, joint_set: str = "coco17", output_joints=("coco17",), mod
             f"got {tuple(keypoints.shape)}")
     if keypoints.shape[2] == 2:
         keypoints = torch.cat([keypoints, torch.ones_like(keypoints[..., :1])], -1)
-    estimate, faces = _load_estimator(model, device, joint_set, sets)
+    estimate, faces = load_estimator(model, device, joint_set, sets)
     n = keypoints.shape[0]
     chunks = range(0, n, batch_size)
     show = progress if progress is not None else len(chunks) > 1
@@ -95,14 +95,16 @@ def predict(keypoints, joint_set: str = "coco17", output_joints=("coco17",), mod
     return results
 
 
-def _load_estimator(model: str, device, joint_set: str, sets):
+def load_estimator(model: str, device, joint_set: str, sets, body=None):
     """``(estimate(batch, intrinsics) -> {key: (B, ...) tensor}, faces (F, 3))`` for a model name
-    or file; ``intrinsics`` is ``(focal (B, 2), principal (B, 2))`` or None."""
+    or file (either family): ``batch`` is ``(B, J, 3)`` keypoints of ``joint_set``,
+    ``intrinsics`` is ``(focal (B, 2), principal (B, 2))`` or None; the keys are those of
+    :func:`predict`'s results for the output joint sets ``sets``."""
     from meshpose.body import AnnyBody, body_joints
     from meshpose.io.weights import model_file_format
     from meshpose.models.regressor import root_from_weak_perspective, to_slots
 
-    body = AnnyBody().to(device)
+    body = (body or AnnyBody()).to(device)
     if model_file_format(model, MODELS) == "meshpose-pose2mesh-1":
         from meshpose.pose2mesh.inference import load_pose2mesh, translation_from_2d_3d
 

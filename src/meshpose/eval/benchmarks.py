@@ -1,4 +1,5 @@
-"""``meshpose eval``: the regressor on held-out motion seen by virtual cameras, and on Human3.6M.
+"""``meshpose eval``: 2D keypoints -> body models (the regressor, Pose2Mesh) on held-out motion
+seen by virtual cameras and on Human3.6M, and the mesh -> keypoints models.
 
 Protocols:
 
@@ -9,8 +10,8 @@ Protocols:
 * **Human3.6M S1**: mpii16 input, (a) the real Stacked-Hourglass detections, (b) the ground
   truth projected by the real cameras; h36m17 joints in the camera frame, pelvis-aligned. No
   Human3.6M 3D label is used for training; the "with S1 joint map" rows use a linear map from
-  all Anny landmarks to h36m17 fitted on S1 itself (ridge least squares), as SMPL-based methods
-  use a Human3.6M joint regressor.
+  every 10th mesh vertex to h36m17 fitted on S1 itself (ridge least squares), as SMPL-based
+  methods use a Human3.6M joint regressor on their mesh.
 """
 from __future__ import annotations
 
@@ -25,20 +26,24 @@ from meshpose.errors import MeshposeError
 from meshpose.joints import convert
 
 
-@torch.no_grad()
-def _landmarks(regressor, body, keypoints, joint_set, batch=4096):
-    """Root-relative Anny landmarks (N, L, 3) and h36m17 joints (N, 17, 3) predicted from keypoints."""
-    from meshpose.models.regressor import to_slots
+#: Every n-th mesh vertex feeds the "with S1 joint map" rows' linear map.
+MAP_VERTEX_STRIDE = 10
 
-    all_landmarks, h36m = [], []
-    for start in range(0, len(keypoints), batch):
-        chunk = torch.as_tensor(keypoints[start : start + batch], dtype=torch.float32)
-        out = regressor(to_slots(chunk, joint_set))
-        bodies = body(out["pose"], out["shape"], vertices=False)
-        root = bodies.joint("bone:root")[:, None]
-        all_landmarks.append(bodies.joints - root)
-        h36m.append(body_joints(bodies, "h36m17") - root)
-    return torch.cat(all_landmarks), torch.cat(h36m)
+
+@torch.no_grad()
+def _estimate(estimate, keypoints, batch: int = 1024, progress: str = ""):
+    """Root-relative h36m17 joints (N, 17, 3) and every ``MAP_VERTEX_STRIDE``-th vertex
+    (N, V', 3) estimated from keypoints (N, J, 3) by a :func:`~meshpose.predict.load_estimator`
+    function."""
+    from tqdm import tqdm
+
+    joints, features = [], []
+    for start in tqdm(range(0, len(keypoints), batch), desc=progress, unit="batch", disable=not progress,
+                      leave=False):
+        out = estimate(torch.as_tensor(keypoints[start : start + batch], dtype=torch.float32), None)
+        joints.append(out["joints3d_h36m17"])
+        features.append(out["vertices"][:, ::MAP_VERTEX_STRIDE])
+    return torch.cat(joints), torch.cat(features)
 
 
 def fit_joint_map(landmarks: torch.Tensor, truth: torch.Tensor, ridge: float = 1e-3) -> torch.Tensor:
@@ -50,7 +55,10 @@ def fit_joint_map(landmarks: torch.Tensor, truth: torch.Tensor, ridge: float = 1
     return torch.linalg.solve(gram, L.T @ G).T.float()
 
 
-def evaluate_h36m(data_dir: str | Path, regressor, body: AnnyBody, stride: int = 5) -> list[dict]:
+def evaluate_h36m(data_dir: str | Path, model: str, body: AnnyBody, stride: int = 5) -> list[dict]:
+    """Rows of the Human3.6M S1 protocols (see the module docstring) for a model name or file."""
+    from meshpose.predict import load_estimator
+
     from meshpose.data.h36m import (
         load_h36m_2d,
         load_h36m_3d,
@@ -76,17 +84,17 @@ def evaluate_h36m(data_dir: str | Path, regressor, body: AnnyBody, stride: int =
         detections.append(sh[frames])
         projected.append(convert(project(in_camera, cam), "h36m17", "mpii16"))
     truth = torch.from_numpy(np.concatenate(truth)).float()
+    estimate, _ = load_estimator(model, "cpu", "mpii16", ("h36m17",), body)
     rows = []
-    maps = {}
     for name, points in (("Stacked-Hourglass detections", detections), ("projected ground truth", projected)):
         keypoints = np.concatenate(points)
         keypoints = np.concatenate([keypoints, np.ones_like(keypoints[..., :1])], -1)
-        landmarks, h36m = _landmarks(regressor, body, keypoints, "mpii16")
+        h36m, features = _estimate(estimate, keypoints, progress=f"{model}: H36M S1 {name}")
         rows.append({"protocol": f"H36M S1, {name}", "samples": len(truth),
                      "mpjpe_mm": float(metrics.mpjpe(h36m, truth)) * 1000,
                      "pa_mpjpe_mm": float(metrics.pa_mpjpe(h36m, truth)) * 1000})
-        maps[name] = fit_joint_map(landmarks, truth)
-        mapped = torch.einsum("jl,nld->njd", maps[name], landmarks)
+        joint_map = fit_joint_map(features, truth)
+        mapped = torch.einsum("jl,nld->njd", joint_map, features)
         mapped = mapped - mapped[:, :1]
         rows.append({"protocol": f"H36M S1, {name}, with S1 joint map", "samples": len(truth),
                      "mpjpe_mm": float(metrics.mpjpe(mapped, truth)) * 1000,
@@ -95,10 +103,12 @@ def evaluate_h36m(data_dir: str | Path, regressor, body: AnnyBody, stride: int =
 
 
 @torch.no_grad()
-def evaluate_motion(name: str, bank, regressor, body: AnnyBody, samples: int = 1024, seed: int = 0) -> dict:
+def evaluate_motion(name: str, bank, model: str, body: AnnyBody, samples: int = 1024, seed: int = 0) -> dict:
+    """The held-out motion row (see the module docstring) of a bank for a model name or file."""
     from meshpose.data.samples import SampleConfig, SampleEngine
-    from meshpose.models.regressor import to_slots
+    from meshpose.predict import load_estimator
 
+    estimate, _ = load_estimator(model, "cpu", "coco17", ("h36m17",), body)
     engine = SampleEngine(bank, SampleConfig(joint_set="coco17"), body=body)
     generator = torch.Generator().manual_seed(seed)
     mpjpe, pa, pve, count = 0.0, 0.0, 0.0, 0
@@ -109,13 +119,11 @@ def evaluate_motion(name: str, bank, regressor, body: AnnyBody, samples: int = 1
         world_pose[:, 0] = sample["R"] @ world_pose[:, 0]
         true_bodies = body(world_pose, sample["shape"])
         true_root = true_bodies.joint("bone:root")[:, None]
-        out = regressor(to_slots(sample["keypoints2d"], "coco17"))
-        bodies = body(out["pose"], out["shape"])
-        root = bodies.joint("bone:root")[:, None]
-        h36m, true_h36m = body_joints(bodies, "h36m17") - root, body_joints(true_bodies, "h36m17") - true_root
+        out = estimate(sample["keypoints2d"], None)
+        h36m, true_h36m = out["joints3d_h36m17"], body_joints(true_bodies, "h36m17") - true_root
         mpjpe += float(metrics.mpjpe(h36m, true_h36m)) * n
         pa += float(metrics.pa_mpjpe(h36m, true_h36m)) * n
-        pve += float(metrics.pve(bodies.vertices - root, true_bodies.vertices - true_root)) * n
+        pve += float(metrics.pve(out["vertices"], true_bodies.vertices - true_root)) * n
         count += n
     return {"protocol": f"held-out motion: {name}", "samples": count, "mpjpe_mm": mpjpe / count * 1000,
             "pa_mpjpe_mm": pa / count * 1000, "pve_mm": pve / count * 1000}
@@ -151,21 +159,24 @@ def cmd_eval(args) -> int:
 
 def _eval_predict(args) -> None:
     from meshpose.data.posebank import PoseBank
-    from meshpose.predict import load_regressor
 
-    regressor = load_regressor(args.model)
     body = AnnyBody()
-    rows = [evaluate_motion("CMU subjects 13-14", held_out_cmu(), regressor, body, args.samples)]
+    banks = [("CMU subjects 13-14", held_out_cmu())]
     for spec in args.bank or []:
         name, _, path = spec.partition("=")
-        rows.append(evaluate_motion(name, PoseBank.load(path), regressor, body, args.samples))
-    if args.h36m:
-        rows += evaluate_h36m(args.h36m, regressor, body, stride=args.stride)
-    print("| protocol | samples | MPJPE mm | PA-MPJPE mm | PVE mm |")
-    print("|---|---:|---:|---:|---:|")
+        banks.append((name, PoseBank.load(path)))
+    rows = []
+    for model in args.model:
+        found = [evaluate_motion(name, bank, model, body, args.samples) for name, bank in banks]
+        if args.h36m:
+            found += evaluate_h36m(args.h36m, model, body, stride=args.stride)
+        rows += [{"model": model, **row} for row in found]
+    print("| model | protocol | samples | MPJPE mm | PA-MPJPE mm | PVE mm |")
+    print("|---|---|---:|---:|---:|---:|")
     for row in rows:
         pve = f"{row['pve_mm']:.1f}" if "pve_mm" in row else "-"
-        print(f"| {row['protocol']} | {row['samples']} | {row['mpjpe_mm']:.1f} | {row['pa_mpjpe_mm']:.1f} | {pve} |")
+        print(f"| {row['model']} | {row['protocol']} | {row['samples']} | {row['mpjpe_mm']:.1f} "
+              f"| {row['pa_mpjpe_mm']:.1f} | {pve} |")
 
 
 def add_eval_command(commands) -> None:
@@ -173,7 +184,8 @@ def add_eval_command(commands) -> None:
                                               "Human3.6M S1) and mesh -> keypoints (held-out meshes)")
     parser.add_argument("--tasks", nargs="+", choices=("predict", "mesh-keypoints"), default=["predict"],
                         help="which tables (default: predict)")
-    parser.add_argument("--model", default="default", help="regressor of the predict table")
+    parser.add_argument("--model", nargs="+", default=["default"],
+                        help="models of the predict table: shipped names (default, pose2mesh) or files")
     parser.add_argument("--h36m", default=None, help="folder with the Human3.6M S1 files")
     parser.add_argument("--bank", action="append", metavar="NAME=PATH",
                         help="another held-out pose bank, e.g. hdm05_test=bank_hdm05_test.npz")
