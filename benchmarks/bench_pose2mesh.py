@@ -23,8 +23,8 @@ def load(args):
     from meshpose.body import AnnyBody
 
     if args.config:
-        from meshpose.pose2mesh.losses import fit_joint_regressor
         from meshpose.pose2mesh.inference import Pose2MeshPredictor
+        from meshpose.pose2mesh.losses import fit_joint_regressor
         from meshpose.pose2mesh.task import build_pose2mesh
         from meshpose.train.config import load_config
 

@@ -175,6 +175,27 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_adapt(args) -> int:
+    from meshpose.train.config import load_config
+    from meshpose.train.loop import train
+
+    if args.resume:
+        print(train(resume=args.resume))
+        return 0
+    if not args.config:
+        raise MeshposeError("give a config file (meshpose adapt configs/adapt_h36m.yaml) or --resume RUN_DIR")
+    config = load_config(args.config, args.overrides)
+    if config.task != "adapt":
+        raise MeshposeError(f"not an adaptation config (task: {config.task}); use meshpose train", args.config)
+    run_dir = train(config, run_dir=args.run_dir)
+    if args.export:
+        from meshpose.models.export import export_regressor
+
+        export_regressor(run_dir, args.export)
+    print(run_dir)
+    return 0
+
+
 def cmd_export_body(args) -> int:
     from meshpose.body.anny_export import export_anny
 
@@ -249,6 +270,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its last checkpoint")
     train.add_argument("--run-dir", help="run folder (default: run.output_dir/run.name-<time>)")
     train.set_defaults(run=cmd_train)
+
+    adapt = commands.add_parser(
+        "adapt", help="adapt a trained regressor to unlabelled 2D detections (adversarial, no 3D labels)",
+        description="Key2Mesh-style domain adaptation through the training engine: a Wasserstein "
+                    "critic aligns the features of real detections (data.target) with those of "
+                    "synthetic ones; see meshpose.adapt.task.",
+    )
+    adapt.add_argument("config", nargs="?", help="YAML config, e.g. configs/adapt_h36m.yaml")
+    adapt.add_argument("overrides", nargs="*", help="section.key=value, e.g. data.target=detections.json")
+    adapt.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its last checkpoint")
+    adapt.add_argument("--run-dir", help="run folder (default: run.output_dir/run.name-<time>)")
+    adapt.add_argument("--export", metavar="OUT.safetensors", help="also write the adapted regressor here")
+    adapt.set_defaults(run=cmd_adapt)
 
     from meshpose.data.commands import add_data_commands
     from meshpose.eval.benchmarks import add_eval_command

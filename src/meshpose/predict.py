@@ -100,9 +100,8 @@ def load_estimator(model: str, device, joint_set: str, sets, body=None):
     or file (either family): ``batch`` is ``(B, J, 3)`` keypoints of ``joint_set``,
     ``intrinsics`` is ``(focal (B, 2), principal (B, 2))`` or None; the keys are those of
     :func:`predict`'s results for the output joint sets ``sets``."""
-    from meshpose.body import AnnyBody, body_joints
+    from meshpose.body import AnnyBody
     from meshpose.io.weights import model_file_format
-    from meshpose.models.regressor import root_from_weak_perspective, to_slots
 
     body = (body or AnnyBody()).to(device)
     if model_file_format(model, MODELS) == "meshpose-pose2mesh-1":
@@ -124,7 +123,13 @@ def load_estimator(model: str, device, joint_set: str, sets, body=None):
 
         return estimate_pose2mesh, body.faces.cpu().numpy()
 
-    regressor = load_regressor(model, device)
+    return regressor_estimator(load_regressor(model, device), body, joint_set, sets), body.faces.cpu().numpy()
+
+
+def regressor_estimator(regressor, body, joint_set: str, sets):
+    """:func:`load_estimator`'s ``estimate`` function for an in-memory regressor and body."""
+    from meshpose.body import body_joints
+    from meshpose.models.regressor import root_from_weak_perspective, to_slots
 
     def estimate_regressor(batch, intrinsics):
         out = regressor(to_slots(batch, joint_set))
@@ -138,7 +143,7 @@ def load_estimator(model: str, device, joint_set: str, sets, body=None):
             values["cam_t"] = root_from_weak_perspective(out["camera"], out["centre"], out["size"], *intrinsics)
         return values
 
-    return estimate_regressor, body.faces.cpu().numpy()
+    return estimate_regressor
 
 
 def predict_file(input_path, output, joint_set=None, output_joints=("coco17",), model="default",

@@ -63,9 +63,18 @@ def fit_joint_map(landmarks: torch.Tensor, truth: torch.Tensor, ridge: float = 1
     return torch.linalg.solve(gram, L.T @ G).T.float()
 
 
-def evaluate_h36m(data_dir: str | Path, model: str, body: AnnyBody, stride: int = 5) -> list[dict]:
-    """Rows of the Human3.6M S1 protocols (see the module docstring) for a model name or file."""
+def _estimator_for(model, body):
+    """``joint_set -> estimate`` for a model name or file (or such a function, returned as is)."""
+    if callable(model):
+        return model
     from meshpose.predict import load_estimator
+
+    return lambda joint_set: load_estimator(model, "cpu", joint_set, ("h36m17",), body)[0]
+
+
+def evaluate_h36m(data_dir: str | Path, model, body: AnnyBody, stride: int = 5, extra_rows: bool = True) -> list[dict]:
+    """Rows of the Human3.6M S1 protocols (see the module docstring) for a model name or file, or
+    a ``joint_set -> estimate`` function; ``extra_rows=False`` gives the Stacked-Hourglass row only."""
 
     from meshpose.data.h36m import (
         load_h36m_2d,
@@ -92,16 +101,20 @@ def evaluate_h36m(data_dir: str | Path, model: str, body: AnnyBody, stride: int 
         detections.append(sh[frames])
         projected.append(convert(project(in_camera, cam), "h36m17", "mpii16"))
     truth = torch.from_numpy(np.concatenate(truth)).float()
-    estimate, _ = load_estimator(model, "cpu", "mpii16", ("h36m17",), body)
+    estimate = _estimator_for(model, body)("mpii16")
+    label = model if isinstance(model, str) else "model"
+    inputs = (("Stacked-Hourglass detections", detections), ("projected ground truth", projected))
     rows = []
-    for name, points in (("Stacked-Hourglass detections", detections), ("projected ground truth", projected)):
+    for name, points in inputs if extra_rows else inputs[:1]:
         keypoints = np.concatenate(points)
         keypoints = np.concatenate([keypoints, np.ones_like(keypoints[..., :1])], -1)
-        out = _estimate(estimate, keypoints, progress=f"{model}: H36M S1 {name}")
+        out = _estimate(estimate, keypoints, progress=f"{label}: H36M S1 {name}")
         h36m, features = out["joints3d_h36m17"], out["features"]
         rows.append({"protocol": f"H36M S1, {name}", "samples": len(truth),
                      "mpjpe_mm": float(metrics.mpjpe(h36m, truth)) * 1000,
                      "pa_mpjpe_mm": float(metrics.pa_mpjpe(h36m, truth)) * 1000})
+        if not extra_rows:
+            continue
         joint_map = fit_joint_map(features, truth)
         mapped = torch.einsum("jl,nld->njd", joint_map, features)
         mapped = mapped - mapped[:, :1]
@@ -112,12 +125,13 @@ def evaluate_h36m(data_dir: str | Path, model: str, body: AnnyBody, stride: int 
 
 
 @torch.no_grad()
-def evaluate_motion(name: str, bank, model: str, body: AnnyBody, samples: int = 1024, seed: int = 0) -> dict:
-    """The held-out motion row (see the module docstring) of a bank for a model name or file."""
+def evaluate_motion(name: str, bank, model, body: AnnyBody, samples: int = 1024, seed: int = 0) -> dict:
+    """The held-out motion row (see the module docstring) of a bank for a model name or file, or a
+    ``joint_set -> estimate`` function."""
     from meshpose.data.samples import SampleConfig, SampleEngine
-    from meshpose.predict import load_estimator
 
-    estimate, _ = load_estimator(model, "cpu", "coco17", ("h36m17",), body)
+    estimate = _estimator_for(model, body)("coco17")
+    label = model if isinstance(model, str) else "model"
     engine = SampleEngine(bank, SampleConfig(joint_set="coco17"), body=body)
     generator = torch.Generator().manual_seed(seed)
     mpjpe, pa, pve, count = 0.0, 0.0, 0.0, 0
@@ -128,7 +142,7 @@ def evaluate_motion(name: str, bank, model: str, body: AnnyBody, samples: int = 
         world_pose[:, 0] = sample["R"] @ world_pose[:, 0]
         true_bodies = body(world_pose, sample["shape"])
         true_root = true_bodies.joint("bone:root")[:, None]
-        out = _estimate(estimate, sample["keypoints2d"], progress=f"{model}: {name}, {start}/{samples}")
+        out = _estimate(estimate, sample["keypoints2d"], progress=f"{label}: {name}, {start}/{samples}")
         h36m, true_h36m = out["joints3d_h36m17"], body_joints(true_bodies, "h36m17") - true_root
         mpjpe += float(metrics.mpjpe(h36m, true_h36m)) * n
         pa += float(metrics.pa_mpjpe(h36m, true_h36m)) * n

@@ -1,4 +1,5 @@
-"""Export a trained ``key2mesh`` or ``pose2mesh`` (second stage) run as a shipped-style model file.
+"""Export a trained ``key2mesh``, ``adapt`` or ``pose2mesh`` (second stage) run as a
+shipped-style model file.
 
     python -m meshpose.models.export RUN_DIR OUT.safetensors
 
@@ -13,7 +14,6 @@ import json
 import sys
 from pathlib import Path
 
-import torch
 import yaml
 
 TRAINING_DATA = ("CMU motion capture (free for any use) retargeted to Anny (Apache-2.0/CC0); "
@@ -28,9 +28,18 @@ def export_regressor(run_dir: str | Path, out: str | Path) -> Path:
     run_dir = Path(run_dir)
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     state, step = read_run_weights(run_dir)
+    settings = config["model"]
+    if config.get("task") == "adapt":  # the adapted regressor, in the format of the one it started from
+        from meshpose.adapt.task import export_adapted
+        from meshpose.io.weights import read_model_file
+        from meshpose.predict import MODELS
+
+        state = export_adapted(state)
+        settings = json.loads(read_model_file(config["model"]["init"], MODELS, "meshpose-regressor-1",
+                                              "regressor")[0]["model"])
     state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
     metrics = (run_dir / "metrics.json").read_text() if (run_dir / "metrics.json").exists() else "{}"
-    header = {"format": "meshpose-regressor-1", "model": json.dumps(config["model"]),
+    header = {"format": "meshpose-regressor-1", "model": json.dumps(settings),
               "config": json.dumps(config), "training_data": TRAINING_DATA, "metrics": metrics,
               "step": step}
     if config.get("task") == "pose2mesh":

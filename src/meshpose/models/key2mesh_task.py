@@ -32,6 +32,20 @@ class Key2MeshDataConfig:
     loss_2d: float = 0.1
 
 
+def project_slots(body, prediction: dict) -> torch.Tensor:
+    """(B, S, 2) the predicted body's slot joints under the predicted weak-perspective camera."""
+    from meshpose.body import body_joints
+    from meshpose.models.regressor import SLOTS, slot_index
+
+    output = body(prediction["pose"].float(), prediction["shape"].float(), vertices=False)
+    root = output.joint("bone:root")[:, None]
+    points = output.joints.new_zeros(output.joints.shape[0], len(SLOTS), 3)
+    for joint_set in ("body25", "h36m17", "mpii16", "coco17"):
+        points[:, slot_index(joint_set).to(points.device)] = body_joints(output, joint_set) - root
+    camera = prediction["camera"].float()
+    return camera[:, None, :1] * points[..., :2] + camera[:, None, 1:]
+
+
 class Key2MeshTask:
     ModelConfig = Key2MeshModelConfig
     DataConfig = Key2MeshDataConfig
@@ -97,25 +111,12 @@ class Key2MeshTask:
         centre, size = prediction["centre"], prediction["size"]
         clean = (batch["clean"][..., :2] - centre[:, None]) / (size[:, None, None] / 2)
         visible = batch["clean"][..., 2]
-        projected = self._project_slots(body, prediction)
+        projected = project_slots(body, prediction)
         loss_2d = ((projected - clean).abs().sum(-1) * visible).sum() / visible.sum().clamp_min(1)
         total = (data_cfg.loss_joints * loss_joints + data_cfg.loss_vertices * loss_vertices
                  + data_cfg.loss_pose * loss_pose + data_cfg.loss_shape * loss_shape + data_cfg.loss_2d * loss_2d)
         return total, {"joints_mm": float(loss_joints.detach()) * 1000, "vertices_mm": float(loss_vertices.detach()) * 1000,
                        "loss_2d": float(loss_2d.detach())}
-
-    def _project_slots(self, body, prediction):
-        """(B, S, 2) the predicted body's slot joints under the predicted weak-perspective camera."""
-        from meshpose.body import body_joints
-        from meshpose.models.regressor import SLOTS, slot_index
-
-        output = body(prediction["pose"].float(), prediction["shape"].float(), vertices=False)
-        root = output.joint("bone:root")[:, None]
-        points = output.joints.new_zeros(output.joints.shape[0], len(SLOTS), 3)
-        for joint_set in ("body25", "h36m17", "mpii16", "coco17"):
-            points[:, slot_index(joint_set).to(points.device)] = body_joints(output, joint_set) - root
-        camera = prediction["camera"].float()
-        return camera[:, None, :1] * points[..., :2] + camera[:, None, 1:]
 
     @torch.no_grad()
     def validate(self, model: nn.Module, data: Key2MeshDataConfig, device) -> dict[str, float]:

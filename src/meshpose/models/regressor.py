@@ -144,6 +144,25 @@ class KeypointRegressor(nn.Module):
         for _ in range(self.iterations):
             hidden = self.blocks(self.encoder(torch.cat([features, state], dim=-1)))
             state = state + self.head(hidden)
+        return self._outputs(state, centre, size)
+
+    def extract(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The feature extractor of a single-pass model (``iterations == 1``): slots (B, S, 3) ->
+        (hidden features (B, hidden), box centre (B, 2), box size (B,)). ``decode`` maps them to
+        :meth:`forward`'s output; domain adaptation trains a copy of the extractor alone."""
+        if self.iterations != 1:
+            raise ValueError("extract/decode need a single-pass regressor (iterations = 1)")
+        normalised, confidence, centre, size = normalise(slots)
+        features = torch.cat([normalised, confidence[..., None]], dim=-1).flatten(1)
+        state = self.initial_state.expand(slots.shape[0], -1)
+        return self.blocks(self.encoder(torch.cat([features, state], dim=-1))), centre, size
+
+    def decode(self, hidden: torch.Tensor, centre: torch.Tensor, size: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`forward`'s output from :meth:`extract`'s."""
+        state = self.initial_state.expand(hidden.shape[0], -1) + self.head(hidden)
+        return self._outputs(state, centre, size)
+
+    def _outputs(self, state, centre, size) -> dict[str, torch.Tensor]:
         n_pose = len(POSE_JOINTS) * 6
         pose6d = state[:, :n_pose].view(-1, len(POSE_JOINTS), 6)
         shape = 0.5 + state[:, n_pose : n_pose + len(SHAPE_NAMES)]

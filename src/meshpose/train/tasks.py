@@ -192,6 +192,7 @@ from meshpose.models.key2mesh_task import Key2MeshTask  # noqa: E402  (after the
 from meshpose.meshkp.seed_task import SeedEdgeTask  # noqa: E402
 from meshpose.meshkp.point_task import MeshKeypointTask  # noqa: E402
 from meshpose.pose2mesh.task import Pose2MeshTask  # noqa: E402
+from meshpose.adapt.task import AdaptTask  # noqa: E402
 
 TASKS: dict[str, object] = {
     "toy_regression": ToyRegression(),
@@ -200,4 +201,5 @@ TASKS: dict[str, object] = {
     "meshkp_seed": SeedEdgeTask(),
     "meshkp_points": MeshKeypointTask(),
     "pose2mesh": Pose2MeshTask(),
+    "adapt": AdaptTask(),
 }

@@ -1,0 +1,1 @@
+"""Domain adaptation of the keypoint regressor to unlabelled real detections (``meshpose adapt``)."""

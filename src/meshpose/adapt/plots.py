@@ -1,0 +1,134 @@
+"""Pictures of an adaptation run.
+
+    python -m meshpose.adapt.plots RUN_DIR -o adaptation.png
+
+Four panels: (1) the critic's Wasserstein estimate and the reprojection loss over training
+(``metrics.csv``); (2) the validation errors over training (``validation.csv``); (3) the 2D
+inputs of both domains, box-normalised (a few joints); (4) the features of the target
+detections before (source extractor) and after (adapted extractor) against the source features,
+projected on the source features' first two principal components. Needs matplotlib
+(``pip install 'meshpose[plot]'``).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _read_csv(path: Path) -> dict[str, np.ndarray]:
+    if not path.exists():
+        return {}
+    with open(path) as fh:
+        rows = list(csv.DictReader(fh))
+    return {k: np.array([float(r[k]) if r[k] not in ("", None) else math.nan for r in rows])
+            for k in (rows[0] if rows else {})}
+
+
+@torch.no_grad()
+def feature_projections(run_dir: Path, samples: int = 2000):
+    """``(source (n, 2), target before (n, 2), target after (n, 2), inputs)``: features projected
+    on the source features' first two principal components, and the box-normalised 2D inputs
+    ``{"source": (n, J, 2), "target": (n, J, 2)}`` with the joint set's name."""
+    from meshpose.models.regressor import normalise, slot_index, to_slots
+    from meshpose.train.checkpoint import read_run_weights
+    from meshpose.train.config import load_config
+    from meshpose.train.tasks import TASKS
+
+    config = load_config(run_dir / "config.yaml", [])
+    task = TASKS["adapt"]
+    model = task.build_model(config.model, config.data)
+    model.load_state_dict(read_run_weights(run_dir)[0])
+    model.eval()
+    keypoints, joint_set = task._target(config.data)
+    pool = task._source(config.data, joint_set, "cpu")
+    generator = torch.Generator().manual_seed(0)
+    target = to_slots(keypoints[torch.randint(len(keypoints), (samples,), generator=generator)], joint_set)
+    source = to_slots(pool[torch.randint(len(pool), (samples,), generator=generator)], joint_set)
+    fs = model.source.extract(source)[0]
+    before, after = model.source.extract(target)[0], model.target.extract(target)[0]
+    mean = fs.mean(0)
+    _, _, v = torch.pca_lowrank(fs - mean, q=2, center=False)
+    project = lambda f: ((f - mean) @ v).numpy()
+    index = slot_index(joint_set)
+    inputs = {name: normalise(slots)[0][:, index].numpy() for name, slots in (("source", source), ("target", target))}
+    return project(fs), project(before), project(after), inputs, joint_set
+
+
+def plot_run(run_dir: str | Path, out: str | Path) -> Path:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        from meshpose.errors import MeshposeError
+
+        raise MeshposeError("the plots need matplotlib: pip install 'meshpose[plot]'") from None
+    from meshpose.joints import get_joint_set
+
+    run_dir = Path(run_dir)
+    metrics, validation = _read_csv(run_dir / "metrics.csv"), _read_csv(run_dir / "validation.csv")
+    fig, axes = plt.subplots(1, 4, figsize=(22, 5))
+
+    ax = axes[0]
+    if metrics:
+        critic = metrics["train/critic_turn"] == 1
+        ax.plot(metrics["step"][critic], metrics["train/wasserstein"][critic], ".", ms=3, color="tab:red",
+                label="critic: Wasserstein estimate")
+        ax.set_ylabel("Wasserstein estimate (critic units)")
+        twin = ax.twinx()
+        extractor = ~critic
+        twin.plot(metrics["step"][extractor], metrics["train/reprojection"][extractor], ".-", ms=3,
+                  color="tab:blue", label="extractor: reprojection L1")
+        twin.set_ylabel("reprojection L1 (box units)")
+        ax.legend(loc="upper left", fontsize=8), twin.legend(loc="upper right", fontsize=8)
+    ax.set_xlabel("step"), ax.set_title("losses")
+
+    ax = axes[1]
+    for key, label in (("val/h36m_s1_pa_mpjpe_mm", "H36M S1 (SH) PA-MPJPE"),
+                       ("val/motion_pa_mpjpe_mm", "held-out motion PA-MPJPE")):
+        if key in validation:
+            ax.plot(validation["step"], validation[key], "o-", label=label)
+    ax.set_xlabel("step"), ax.set_ylabel("mm"), ax.set_title("validation"), ax.legend(fontsize=8)
+
+    fs, before, after, inputs, joint_set = feature_projections(run_dir)
+    ax = axes[2]
+    names = get_joint_set(joint_set).names
+    shown = [i for i, n in enumerate(names) if any(k in n for k in ("hip", "shoulder", "pelvis", "head"))]
+    for name, color in (("source", "tab:gray"), ("target", "tab:orange")):
+        xy = inputs[name][:, shown].reshape(-1, 2)
+        ax.scatter(xy[:, 0], xy[:, 1], s=1, alpha=0.15, color=color,
+                   label="synthetic (source)" if name == "source" else "real detections (target)")
+    ax.invert_yaxis(), ax.set_aspect("equal")
+    ax.set_title("2D inputs, box units (hips, shoulders, pelvis, head)"), ax.legend(fontsize=8, markerscale=8)
+
+    ax = axes[3]
+    ax.scatter(fs[:, 0], fs[:, 1], s=2, alpha=0.3, color="tab:gray", label="source features")
+    ax.scatter(before[:, 0], before[:, 1], s=2, alpha=0.3, color="tab:orange", label="target, before")
+    ax.scatter(after[:, 0], after[:, 1], s=2, alpha=0.3, color="tab:green", label="target, after")
+    ax.set_title("features (source PCA)"), ax.legend(fontsize=8, markerscale=5)
+
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir")
+    parser.add_argument("-o", "--output", default="adaptation.png")
+    args = parser.parse_args(argv)
+    print(plot_run(args.run_dir, args.output))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
