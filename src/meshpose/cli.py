@@ -158,36 +158,32 @@ def cmd_convert(args) -> int:
     return 0
 
 
-def cmd_train(args) -> int:
+def _train_from_args(args, task: str | None = None):
+    """Train from ``args.config`` with ``args.overrides``, or resume ``args.resume``; the run folder.
+    With ``task``, the config must be for that task."""
     from meshpose.train.config import load_config
     from meshpose.train.loop import train
 
     if args.resume:
         if args.config or args.overrides:
             raise MeshposeError("--resume takes the run folder only: its saved config is used as is")
-        run_dir = train(resume=args.resume)
-    else:
-        if not args.config:
-            raise MeshposeError("give a config file (meshpose train configs/toy.yaml) or --resume RUN_DIR")
-        config = load_config(args.config, args.overrides)
-        run_dir = train(config, run_dir=args.run_dir)
-    print(run_dir)
+        return train(resume=args.resume)
+    if not args.config:
+        example = f"configs/{'adapt_h36m' if task == 'adapt' else 'toy'}.yaml"
+        raise MeshposeError(f"give a config file (meshpose {task or 'train'} {example}) or --resume RUN_DIR")
+    config = load_config(args.config, args.overrides)
+    if task is not None and config.task != task:
+        raise MeshposeError(f"not a {task} config (task: {config.task}); use meshpose train", args.config)
+    return train(config, run_dir=args.run_dir)
+
+
+def cmd_train(args) -> int:
+    print(_train_from_args(args))
     return 0
 
 
 def cmd_adapt(args) -> int:
-    from meshpose.train.config import load_config
-    from meshpose.train.loop import train
-
-    if args.resume:
-        print(train(resume=args.resume))
-        return 0
-    if not args.config:
-        raise MeshposeError("give a config file (meshpose adapt configs/adapt_h36m.yaml) or --resume RUN_DIR")
-    config = load_config(args.config, args.overrides)
-    if config.task != "adapt":
-        raise MeshposeError(f"not an adaptation config (task: {config.task}); use meshpose train", args.config)
-    run_dir = train(config, run_dir=args.run_dir)
+    run_dir = _train_from_args(args, "adapt")
     if args.export:
         from meshpose.models.export import export_regressor
 

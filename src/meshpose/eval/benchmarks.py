@@ -15,6 +15,7 @@ Protocols:
 """
 from __future__ import annotations
 
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,6 @@ from meshpose import metrics
 from meshpose.body import AnnyBody, body_joints
 from meshpose.errors import MeshposeError
 from meshpose.joints import convert
-
 
 #: Every n-th mesh vertex feeds the "with S1 joint map" rows' linear map.
 MAP_VERTEX_STRIDE = 10
@@ -36,14 +36,14 @@ EVAL_BATCH = 8
 
 
 @torch.no_grad()
-def _estimate(estimate, keypoints, progress: str = "") -> dict[str, torch.Tensor]:
-    """Root-relative ``joints3d_h36m17`` (N, 17, 3), ``vertices`` (N, V, 3) and ``features``
-    (every ``MAP_VERTEX_STRIDE``-th vertex) estimated from keypoints (N, J, 3) by a
-    :func:`~meshpose.predict.load_estimator` function, ``EVAL_BATCH`` people at a time."""
+def _estimate(estimate, keypoints, keep_vertices: bool = False, progress: str = "") -> dict[str, torch.Tensor]:
+    """Root-relative ``joints3d_h36m17`` (N, 17, 3), ``features`` (every ``MAP_VERTEX_STRIDE``-th
+    vertex) and, with ``keep_vertices``, ``vertices`` (N, V, 3) estimated from keypoints
+    (N, J, 3) by a :func:`~meshpose.predict.load_estimator` function, ``EVAL_BATCH`` people at a
+    time. (The full meshes of a whole Human3.6M pass would not fit in memory.)"""
     from tqdm import tqdm
 
     parts: dict[str, list] = {"joints3d_h36m17": [], "vertices": [], "features": []}
-    keep_vertices = len(keypoints) <= 1024  # the full meshes of a whole Human3.6M pass would not fit
     for start in tqdm(range(0, len(keypoints), EVAL_BATCH), desc=progress, unit="batch",
                       disable=not progress, leave=False):
         out = estimate(torch.as_tensor(keypoints[start : start + EVAL_BATCH], dtype=torch.float32), None)
@@ -63,19 +63,30 @@ def fit_joint_map(landmarks: torch.Tensor, truth: torch.Tensor, ridge: float = 1
     return torch.linalg.solve(gram, L.T @ G).T.float()
 
 
-def _estimator_for(model, body):
-    """``joint_set -> estimate`` for a model name or file (or such a function, returned as is)."""
+def estimator_for(model, body):
+    """``joint_set -> estimate`` for a model name or file, loading the model once per joint set
+    (a function of that kind is returned as is)."""
     if callable(model):
         return model
     from meshpose.predict import load_estimator
 
-    return lambda joint_set: load_estimator(model, "cpu", joint_set, ("h36m17",), body)[0]
+    @cache
+    def for_joint_set(joint_set):
+        return load_estimator(model, "cpu", joint_set, ("h36m17",), body)[0]
+
+    for_joint_set.label = model
+    return for_joint_set
 
 
-def evaluate_h36m(data_dir: str | Path, model, body: AnnyBody, stride: int = 5, extra_rows: bool = True) -> list[dict]:
-    """Rows of the Human3.6M S1 protocols (see the module docstring) for a model name or file, or
-    a ``joint_set -> estimate`` function; ``extra_rows=False`` gives the Stacked-Hourglass row only."""
+def _label(estimator) -> str:
+    return getattr(estimator, "label", "model")
 
+
+@lru_cache(maxsize=4)
+def load_s1_protocol(data_dir: str, stride: int):
+    """Human3.6M S1, every ``stride``-th frame of every sequence with 3D: (Stacked-Hourglass
+    detections (N, 16, 2), the ground truth projected to mpii16 (N, 16, 2), root-relative h36m17
+    truth in the camera frame (N, 17, 3) metres). Read once per folder and stride."""
     from meshpose.data.h36m import (
         load_h36m_2d,
         load_h36m_3d,
@@ -100,15 +111,21 @@ def evaluate_h36m(data_dir: str | Path, model, body: AnnyBody, stride: int = 5, 
         truth.append(in_camera - in_camera[:, :1])
         detections.append(sh[frames])
         projected.append(convert(project(in_camera, cam), "h36m17", "mpii16"))
-    truth = torch.from_numpy(np.concatenate(truth)).float()
-    estimate = _estimator_for(model, body)("mpii16")
-    label = model if isinstance(model, str) else "model"
+    return detections, projected, torch.from_numpy(np.concatenate(truth)).float()
+
+
+def evaluate_h36m(data_dir: str | Path, model, body: AnnyBody, stride: int = 5, extra_rows: bool = True) -> list[dict]:
+    """Rows of the Human3.6M S1 protocols (see the module docstring) for a model name or file, or
+    a ``joint_set -> estimate`` function; ``extra_rows=False`` gives the Stacked-Hourglass row only."""
+    detections, projected, truth = load_s1_protocol(str(data_dir), stride)
+    estimator = estimator_for(model, body)
+    estimate = estimator("mpii16")
     inputs = (("Stacked-Hourglass detections", detections), ("projected ground truth", projected))
     rows = []
     for name, points in inputs if extra_rows else inputs[:1]:
         keypoints = np.concatenate(points)
         keypoints = np.concatenate([keypoints, np.ones_like(keypoints[..., :1])], -1)
-        out = _estimate(estimate, keypoints, progress=f"{label}: H36M S1 {name}")
+        out = _estimate(estimate, keypoints, progress=f"{_label(estimator)}: H36M S1 {name}")
         h36m, features = out["joints3d_h36m17"], out["features"]
         rows.append({"protocol": f"H36M S1, {name}", "samples": len(truth),
                      "mpjpe_mm": float(metrics.mpjpe(h36m, truth)) * 1000,
@@ -130,8 +147,8 @@ def evaluate_motion(name: str, bank, model, body: AnnyBody, samples: int = 1024,
     ``joint_set -> estimate`` function."""
     from meshpose.data.samples import SampleConfig, SampleEngine
 
-    estimate = _estimator_for(model, body)("coco17")
-    label = model if isinstance(model, str) else "model"
+    estimator = estimator_for(model, body)
+    estimate = estimator("coco17")
     engine = SampleEngine(bank, SampleConfig(joint_set="coco17"), body=body)
     generator = torch.Generator().manual_seed(seed)
     mpjpe, pa, pve, count = 0.0, 0.0, 0.0, 0
@@ -142,7 +159,8 @@ def evaluate_motion(name: str, bank, model, body: AnnyBody, samples: int = 1024,
         world_pose[:, 0] = sample["R"] @ world_pose[:, 0]
         true_bodies = body(world_pose, sample["shape"])
         true_root = true_bodies.joint("bone:root")[:, None]
-        out = _estimate(estimate, sample["keypoints2d"], progress=f"{label}: {name}, {start}/{samples}")
+        out = _estimate(estimate, sample["keypoints2d"], keep_vertices=True,
+                        progress=f"{_label(estimator)}: {name}, {start}/{samples}")
         h36m, true_h36m = out["joints3d_h36m17"], body_joints(true_bodies, "h36m17") - true_root
         mpjpe += float(metrics.mpjpe(h36m, true_h36m)) * n
         pa += float(metrics.pa_mpjpe(h36m, true_h36m)) * n
@@ -190,9 +208,10 @@ def _eval_predict(args) -> None:
         banks.append((name, PoseBank.load(path)))
     rows = []
     for model in args.model:
-        found = [evaluate_motion(name, bank, model, body, args.samples) for name, bank in banks]
+        estimator = estimator_for(model, body)  # each model loaded once, not once per protocol
+        found = [evaluate_motion(name, bank, estimator, body, args.samples) for name, bank in banks]
         if args.h36m:
-            found += evaluate_h36m(args.h36m, model, body, stride=args.stride)
+            found += evaluate_h36m(args.h36m, estimator, body, stride=args.stride)
         rows += [{"model": model, **row} for row in found]
     print("| model | protocol | samples | MPJPE mm | PA-MPJPE mm | PVE mm |")
     print("|---|---|---:|---:|---:|---:|")

@@ -6,7 +6,7 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["ChebConv", "chebyshev_basis"]
+__all__ = ["ChebConv"]
 
 
 class _SymmetricCsrMM(torch.autograd.Function):
@@ -33,26 +33,6 @@ def _lmul(lap: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if lap.layout == torch.sparse_csr:
             return _SymmetricCsrMM.apply(lap, x)
         return torch.sparse.mm(lap, x) if lap.is_sparse else lap @ x
-
-
-def chebyshev_basis(x: torch.Tensor, lap: torch.Tensor, k: int) -> torch.Tensor:
-    """``[T_0(L~) x, ..., T_{k-1}(L~) x]`` stacked as ``(B, N, k, C)``, for ``x`` of ``(B, N, C)``.
-
-    Recurrence: ``T_0 x = x``, ``T_1 x = L~ x``, ``T_k x = 2 L~ T_{k-1} x - T_{k-2} x``. The batch
-    is folded into the feature axis so each step is one sparse ``(N, N) @ (N, B*C)`` product.
-    """
-    b, n, c = x.shape
-    x0 = x.permute(1, 0, 2).reshape(n, b * c)
-    terms = [x0]
-    if k > 1:
-        x1 = _lmul(lap, x0)
-        terms.append(x1)
-        for _ in range(2, k):
-            x2 = 2.0 * _lmul(lap, x1) - x0
-            terms.append(x2)
-            x0, x1 = x1, x2
-    t = torch.stack(terms, dim=1)  # (N, k, B*C)
-    return t.reshape(n, k, b, c).permute(2, 0, 1, 3)  # (B, N, k, C)
 
 
 class ChebConv(nn.Module):

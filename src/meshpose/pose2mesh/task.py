@@ -114,7 +114,7 @@ class Pose2MeshTask:
     DataConfig = Pose2MeshDataConfig
 
     def __init__(self):
-        self._engines = {}
+        self._engines, self._regressors = {}, {}
 
     # ------------------------------------------------------------------ shared resources
     def _engine(self, data: Pose2MeshDataConfig, input_set: str, device, held_out: bool):
@@ -131,6 +131,13 @@ class Pose2MeshTask:
             config = SampleConfig(joint_set=input_set, vertices=with_vertices, extra_joint_sets=(data.joint_set,))
             self._engines[key] = SampleEngine(bank, config, device, body=shared)
         return self._engines[key]
+
+    def _regressor(self, data: Pose2MeshDataConfig, body, device) -> torch.Tensor:
+        """The fitted ``(J, V)`` vertex-to-joint regressor, on ``device`` once (not copied per step)."""
+        key = (str(device), data.joint_set, data.regressor_samples)
+        if key not in self._regressors:
+            self._regressors[key] = fit_joint_regressor(body, data.joint_set, samples=data.regressor_samples).to(device)
+        return self._regressors[key]
 
     @staticmethod
     def _check_stage(data: Pose2MeshDataConfig) -> None:
@@ -180,8 +187,7 @@ class Pose2MeshTask:
         batch = self._batch(data, input_set, sample)
         if data.stage == "meshnet":
             batch["faces"] = engine.body.faces.to(device)
-            batch["regressor"] = fit_joint_regressor(engine.body, data.joint_set,
-                                                     samples=data.regressor_samples).to(device)
+            batch["regressor"] = self._regressor(data, engine.body, device)
         return batch
 
     def loss(self, model: nn.Module, batch: dict):
@@ -216,7 +222,7 @@ class Pose2MeshTask:
         engine = self._engine(data, "coco17", device, held_out=True)
         regressor = None
         if data.stage == "meshnet":
-            regressor = fit_joint_regressor(engine.body, data.joint_set, samples=data.regressor_samples)
+            regressor = self._regressor(data, engine.body, device)
         generator = torch.Generator(device=device).manual_seed(987_654_321)
         sums = {"mpjpe": 0.0, "pa_mpjpe": 0.0, "pve": 0.0}
         done = 0
