@@ -132,7 +132,7 @@ def test_two_stage_training_export_and_predict(cache_dir, tmp_path, anny_body):
 
 
 def test_translation_from_2d_3d_recovers_the_camera_translation():
-    from meshpose.pose2mesh.inference import translation_from_2d_3d
+    from meshpose.geometry.camera import translation_from_2d_3d
 
     generator = torch.Generator().manual_seed(3)
     joints = torch.randn(4, 17, 3, generator=generator) * 0.4

@@ -133,6 +133,36 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_image(args) -> int:
+    from meshpose.image import ImageBodyEstimator, process
+    from meshpose.image.detectors import KeypointFileDetector
+    from meshpose.io.images import is_video, list_media, open_video
+
+    detector = None
+    if args.keypoints:
+        detector = KeypointFileDetector(args.keypoints)
+        media = list_media(args.input)
+        count = open_video(media[0]).frames if len(media) == 1 and is_video(media[0]) else len(media)
+        if len(media) > 1 and any(is_video(p) for p in media):
+            raise MeshposeError("--keypoints takes one video, or images only", args.input)
+        if count != len(detector):
+            raise MeshposeError(f"holds {len(detector)} frames for {count} images or video frames",
+                                args.keypoints)
+    estimator = ImageBodyEstimator(detector, model=args.model, joint_set=args.joint_set,
+                                   focal_length=args.focal_length, device=args.device or "cpu",
+                                   video=is_video(args.input))
+    smooth = None if args.no_smooth else {"min_cutoff": args.smooth_cutoff, "beta": args.smooth_beta}
+    reports = process(args.input, args.out_dir, estimator, meshes=not args.no_meshes, smooth=smooth)
+    done = [r for r in reports if r.error is None]
+    people = sum(r.people for r in done)
+    print(f"{args.out_dir}: {people} people from {len(done)} of {len(reports)} files")
+    for report in done:
+        if report.jitter_raw is not None and report.jitter_smoothed is not None:
+            print(f"{report.path}: joint jitter {report.jitter_raw:.2f} -> {report.jitter_smoothed:.2f} m/s^2 "
+                  "(One Euro smoothing)")
+    return 0 if len(done) == len(reports) else 2
+
+
 def cmd_joints(args) -> int:
     from meshpose.joints import describe
 
@@ -202,6 +232,8 @@ def cmd_export_body(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from meshpose.image import smoothing
+
     parser = argparse.ArgumentParser(
         prog="meshpose",
         description="3D human pose and body-mesh estimation on the Anny body model.",
@@ -225,6 +257,32 @@ def build_parser() -> argparse.ArgumentParser:
     body.add_argument("--png", default=None, help="write a front and side picture")
     body.add_argument("--device", default=None, help="cpu or cuda")
     body.set_defaults(run=cmd_body)
+
+    image = commands.add_parser(
+        "image", help="images or videos -> 2D keypoints -> 3D bodies drawn over them",
+        description="Detect people in an image, a folder of images or a video (MediaPipe's pose "
+                    "landmarker, offline; pip install 'meshpose[image]'), estimate their bodies "
+                    "and write per person an OBJ, a JSON and a PNG of the mesh over the image.",
+    )
+    image.add_argument("input", help="image, folder of images, or video file")
+    image.add_argument("--out-dir", required=True, help="output folder")
+    image.add_argument("--model", default="default", help="shipped model name (default, pose2mesh) or model file")
+    image.add_argument("--joint-set", default="coco17", choices=("coco17", "body25"),
+                       help="keypoints handed to the model (default coco17)")
+    image.add_argument("--focal-length", type=float, default=None,
+                       help="pixels; without it a 55 degree field of view is assumed and the root "
+                            "translation is fitted to the keypoints")
+    image.add_argument("--keypoints", default=None,
+                       help="detections from another tool (any keypoint format) instead of MediaPipe: "
+                            "its frames in order, one per image or video frame")
+    image.add_argument("--no-smooth", action="store_true", help="videos: no temporal smoothing")
+    image.add_argument("--smooth-cutoff", type=float, default=smoothing.MIN_CUTOFF,
+                       help=f"One Euro filter: minimum cut-off frequency, Hz (default {smoothing.MIN_CUTOFF})")
+    image.add_argument("--smooth-beta", type=float, default=smoothing.BETA,
+                       help=f"One Euro filter: speed coefficient (default {smoothing.BETA})")
+    image.add_argument("--no-meshes", action="store_true", help="skip the OBJ files")
+    image.add_argument("--device", default=None, help="cpu or cuda")
+    image.set_defaults(run=cmd_image)
 
     predict = commands.add_parser(
         "predict", help="2D keypoints -> 3D joints and body meshes",

@@ -105,7 +105,8 @@ def load_estimator(model: str, device, joint_set: str, sets, body=None):
 
     body = (body or AnnyBody()).to(device)
     if model_file_format(model, MODELS) == "meshpose-pose2mesh-1":
-        from meshpose.pose2mesh.inference import load_pose2mesh, translation_from_2d_3d
+        from meshpose.geometry.camera import translation_from_2d_3d
+        from meshpose.pose2mesh.inference import load_pose2mesh
 
         predictor = load_pose2mesh(model, device, MODELS, body)
 
@@ -149,6 +150,7 @@ def regressor_estimator(regressor, body, joint_set: str, sets):
 def predict_file(input_path, output, joint_set=None, output_joints=("coco17",), model="default",
                  out_dir=None, image=None, device="cpu", focal_length=None) -> dict:
     """Read a keypoint file, predict, write the results npz (and per-person files); atomic."""
+    from meshpose.io.images import read_image
     from meshpose.io.keypoints import read_keypoints
     from meshpose.io.results import write_results_npz
 
@@ -157,7 +159,7 @@ def predict_file(input_path, output, joint_set=None, output_joints=("coco17",), 
     size = data.image_size
     picture = None
     if image is not None:
-        picture = _read_image(image)
+        picture = read_image(image)
         size = size or (picture.shape[1], picture.shape[0])
         if focal is None:
             focal = 1.2 * max(size)  # a common field-of-view guess when the camera is unknown
@@ -170,36 +172,17 @@ def predict_file(input_path, output, joint_set=None, output_joints=("coco17",), 
     return results
 
 
-def _read_image(path):
-    from PIL import Image, UnidentifiedImageError
-
-    from meshpose.errors import InputFileError
-
-    path = Path(path)
-    if not path.exists():
-        raise InputFileError("image not found", path)
-    try:
-        return np.asarray(Image.open(path).convert("RGB"))
-    except (UnidentifiedImageError, OSError) as error:
-        raise InputFileError(f"cannot read image ({error})", path) from None
-
-
 def _write_people(results, out_dir: Path, joint_set: str, picture, focal, size) -> None:
     """Per person: ``frame<F>_person<P>.obj``, ``.json`` and ``.png``, all written to a temporary
     folder first (nothing partial is left behind if one fails), then renamed into place; into an
     existing folder the files are moved one by one, and files already there are kept."""
-    import os
-    import shutil
-    import tempfile
-
+    from meshpose.io.atomic import staged_folder
     from meshpose.io.meshes import write_mesh
     from meshpose.io.results import write_mesh_keypoints_json
     from meshpose.joints import get_joint_set
     from meshpose.viz import overlay_mesh, render_views, save_png
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with staged_folder(out_dir) as staging:
         faces = results["faces"]
         names = get_joint_set(joint_set).names
         edges = get_joint_set(joint_set).edges
@@ -218,11 +201,3 @@ def _write_people(results, out_dir: Path, joint_set: str, picture, focal, size) 
                 image = render_views(upright, faces, views=("front", "side"), up_axis="y",
                                      joints=joints * np.array([1.0, -1.0, -1.0]), edges=edges)
             save_png(stem.with_suffix(".png"), image)
-        if out_dir.exists():  # never delete what is there: move the new files in
-            for path in staging.iterdir():
-                os.replace(path, out_dir / path.name)
-        else:
-            os.replace(staging, out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)

@@ -8,14 +8,16 @@ an existing target file is left untouched.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from meshpose.errors import MeshposeError
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "staged_folder"]
 
 
 def _current_umask() -> int:
@@ -118,3 +120,26 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
     """Atomically write ``text`` to ``path`` (see :func:`atomic_write`); ``\\n`` line endings."""
     return atomic_write_bytes(path, text.encode(encoding))
+
+
+@contextlib.contextmanager
+def staged_folder(out_dir: str | os.PathLike):
+    """Write a group of files all-or-nothing into ``out_dir``.
+
+    Yields a temporary folder next to ``out_dir``; when the block ends without an exception its
+    files are moved into ``out_dir`` (created if missing; files already there of other names
+    are kept, same names are replaced), otherwise it is deleted and ``out_dir`` is untouched.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        yield staging
+        if out_dir.exists():
+            for path in staging.iterdir():
+                os.replace(path, out_dir / path.name)
+        else:
+            os.replace(staging, out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)

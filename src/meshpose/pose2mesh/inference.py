@@ -16,8 +16,7 @@ from meshpose.errors import MeshposeError
 
 FORMAT = "meshpose-pose2mesh-1"
 
-__all__ = ["FORMAT", "Pose2MeshPredictor", "load_pose2mesh", "pose2mesh_file_extras",
-           "translation_from_2d_3d"]
+__all__ = ["FORMAT", "Pose2MeshPredictor", "load_pose2mesh", "pose2mesh_file_extras"]
 
 
 def _config_sections(model_settings: dict, data_settings: dict):
@@ -48,32 +47,6 @@ def pose2mesh_file_extras(config: dict) -> tuple[dict[str, str], dict[str, torch
     regressor = fit_joint_regressor(body, data.joint_set, samples=data.regressor_samples)
     header = {"format": FORMAT, "data": json.dumps({"joint_set": data.joint_set, "input_sets": data.input_sets})}
     return header, {"joint_regressor": regressor, "hierarchy_clusters": _hierarchy_clusters(net).int()}
-
-
-def translation_from_2d_3d(joints3d: torch.Tensor, pixels: torch.Tensor, focal: torch.Tensor,
-                           principal: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Camera translation ``t`` (B, 3), metres, that best projects root-relative 3D joints onto
-    2D keypoints: least squares over ``f (X + t_x) - (u - c_x)(Z + t_z) = 0`` (and the same in y),
-    linear in ``t``.
-
-    Args:
-        joints3d: (B, J, 3) camera axes, metres, root-relative.
-        pixels: (B, J, 2) image positions.
-        focal: (B, 2) pixels. principal: (B, 2) pixels.
-        weights: (B, J) per-joint weights (default 1).
-    """
-    b, j, _ = joints3d.shape
-    offset = pixels - principal[:, None]  # (B, J, 2)
-    f = focal[:, None].expand(b, j, 2)
-    w = torch.ones(b, j, dtype=joints3d.dtype, device=joints3d.device) if weights is None else weights
-    a = joints3d.new_zeros(b, j, 2, 3)
-    a[..., 0, 0] = f[..., 0]
-    a[..., 1, 1] = f[..., 1]
-    a[..., :, 2] = -offset
-    rhs = offset * joints3d[..., 2:] - f * joints3d[..., :2]  # (B, J, 2)
-    a = (a * w[..., None, None]).reshape(b, 2 * j, 3).double()
-    rhs = (rhs * w[..., None]).reshape(b, 2 * j, 1).double()
-    return torch.linalg.lstsq(a, rhs).solution[..., 0].to(joints3d.dtype)
 
 
 class Pose2MeshPredictor:

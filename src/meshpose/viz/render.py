@@ -54,6 +54,7 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = [
+    "draw_keypoints",
     "overlay_mesh",
     "render_mesh",
     "render_views",
@@ -309,6 +310,27 @@ def _draw_skeleton(image, points_xy, edges, joint_color, edge_color, radius, lin
         if np.isfinite(x) and np.isfinite(y):
             draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=jc)
     return np.asarray(canvas, dtype=np.uint8).copy()
+
+
+def draw_keypoints(image, points_xy, edges=(), color=(60, 220, 90), radius: float = 3.0,
+                   line_width: int = 2) -> np.ndarray:
+    """Draw 2D keypoints (and the skeleton ``edges`` between them) over an image.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        points_xy: (J, 2) pixels (OpenCV centres, as :func:`overlay_mesh`); NaN rows are skipped.
+        edges: (parent, child) index pairs, e.g. a joint set's ``edges``.
+        color: RGB of the discs and lines.
+        radius: disc radius in pixels. line_width: in pixels.
+
+    Returns:
+        a new (H, W, 3) uint8 image.
+    """
+    img = np.asarray(image)
+    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        raise ValueError(f"image must be (H, W, 3) uint8, got {img.dtype} {img.shape}")
+    points = _as_array(points_xy).reshape(-1, 2) + 0.5  # PIL draws in pixel-corner coordinates
+    return _draw_skeleton(np.ascontiguousarray(img), points, edges, color, None, radius, line_width)
 
 
 def render_mesh(
