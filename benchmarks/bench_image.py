@@ -172,6 +172,22 @@ def main(argv=None) -> int:
               f"| {np.median(row['pa']):.1f} | {np.median(row['depth']):.0f} |")
 
     estimator.focal_length = None
+    print("\n## Speed (CPU, one image, median of 20)\n")
+    import time
+
+    photo = package_photos()[0][1] if package_photos() else np.full((512, 512, 3), 100, np.uint8)
+    detect_times, body_times = [], []
+    for _ in range(21):
+        start = time.perf_counter()
+        keypoints = estimator.detect(photo)
+        middle = time.perf_counter()
+        estimator(photo, keypoints)
+        detect_times.append(middle - start)
+        body_times.append(time.perf_counter() - middle)
+    print("| step | ms |\n|---|---:|")
+    print(f"| MediaPipe detection (512x512) | {1000 * np.median(detect_times[1:]):.1f} |")
+    print(f"| body, camera fit, re-projection | {1000 * np.median(body_times[1:]):.1f} |")
+
     print("\n## Photos shipped by packages (translation fit)\n")
     print("| photo | size | people | re-projection, median (of bbox diagonal) | pixels |")
     print("|---|---|---:|---:|---:|")
