@@ -39,8 +39,12 @@ def export_regressor(run_dir: str | Path, out: str | Path) -> Path:
                                               "regressor")[0]["model"])
     state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
     metrics = (run_dir / "metrics.json").read_text() if (run_dir / "metrics.json").exists() else "{}"
+    training_data = TRAINING_DATA
+    if config.get("task") == "adapt":
+        training_data += (f"; then adapted, without labels, to the 2D detections of {config['data']['target']} "
+                          "(their licence applies to these weights)")
     header = {"format": "meshpose-regressor-1", "model": json.dumps(settings),
-              "config": json.dumps(config), "training_data": TRAINING_DATA, "metrics": metrics,
+              "config": json.dumps(config), "training_data": training_data, "metrics": metrics,
               "step": step}
     if config.get("task") == "pose2mesh":
         from meshpose.pose2mesh.inference import pose2mesh_file_extras
