@@ -38,6 +38,7 @@ def held_out_bank():
 def synthetic_stills(estimators, count: int, seed: int):
     """Rendered people with their truth; ``estimators``: {label: ImageBodyEstimator}."""
     from meshpose.data.samples import SampleConfig, SampleEngine
+    from meshpose.joints import convert
     from meshpose.metrics import pa_mpjpe
     from meshpose.viz import overlay_mesh
 
@@ -53,14 +54,15 @@ def synthetic_stills(estimators, count: int, seed: int):
                              sample["principal"][i].numpy(), alpha=1.0, color=(210, 170, 140))
         truth = sample["joints3d"][i]
         for label, estimator in estimators.items():
-            estimator.focal_length = float(sample["focal"][i, 0]) if label.startswith("model") else None
+            estimator.focal_length = float(sample["focal"][i, 0]) if "focal known" in label else None
             result = estimator(image)
             if len(result["keypoints2d"]) == 0:
                 continue
             row = rows[label]
             row["found"] += 1
             row["reprojection"].append(result["reprojection"][0])
-            row["pa"].append(1000 * float(pa_mpjpe(torch.as_tensor(result["joints3d"][:1]), truth[None])))
+            joints = convert(result["joints3d"][:1], result["joint_set"], "coco17")
+            row["pa"].append(1000 * float(pa_mpjpe(torch.as_tensor(joints), truth[None])))
             row["depth"].append(1000 * abs(float(result["cam_t"][0, 2] - sample["root"][i, 2])))
     return rows
 
@@ -162,10 +164,13 @@ def main(argv=None) -> int:
     from meshpose.image.smoothing import jitter
 
     estimator = ImageBodyEstimator()
+    pose2mesh = ImageBodyEstimator(estimator.detector, model="pose2mesh", joint_set="body25")
     print("## Synthetic photos (held-out poses), MediaPipe detections\n")
-    rows = synthetic_stills({"model camera (focal known)": estimator, "translation fit (focal guessed)": estimator},
+    rows = synthetic_stills({"regressor (coco17), model camera (focal known)": estimator,
+                             "regressor (coco17), translation fit (focal guessed)": estimator,
+                             "Pose2Mesh (body25), translation fit (focal guessed)": pose2mesh},
                             args.stills, args.seed)
-    print("| camera | found | re-projection, median (of bbox diagonal) | PA-MPJPE mm | root depth error mm |")
+    print("| model, camera | found | re-projection, median (of bbox diagonal) | PA-MPJPE mm | root depth error mm |")
     print("|---|---:|---:|---:|---:|")
     for label, row in rows.items():
         print(f"| {label} | {row['found']}/{args.stills} | {np.median(row['reprojection']):.3f} "
@@ -189,22 +194,23 @@ def main(argv=None) -> int:
     print(f"| body, camera fit, re-projection | {1000 * np.median(body_times[1:]):.1f} |")
 
     print("\n## Photos shipped by packages (translation fit)\n")
-    print("| photo | size | people | re-projection, median (of bbox diagonal) | pixels |")
+    print("| photo | size | people | re-projection: regressor (coco17) | Pose2Mesh (body25) |")
     print("|---|---|---:|---:|---:|")
     photo_errors = []
     for name, image in package_photos():
-        result = estimator(image)
-        found = len(result["keypoints2d"])
+        results = [estimator(image), pose2mesh(image)]
+        found = len(results[0]["keypoints2d"])
         if found:
-            photo_errors.append(result["reprojection"][0])
-        print(f"| {name} | {image.shape[1]}x{image.shape[0]} | {found} | "
-              + (f"{result['reprojection'][0]:.3f} | {result['reprojection_px'][0]:.1f} |" if found else "- | - |"))
+            photo_errors.append([r["reprojection"][0] for r in results])
+        cells = [f"{r['reprojection'][0]:.3f} ({r['reprojection_px'][0]:.0f} px)" if found else "-" for r in results]
+        print(f"| {name} | {image.shape[1]}x{image.shape[0]} | {found} | {cells[0]} | {cells[1]} |")
         if args.pictures and found:
             from meshpose.image.outputs import overlay_picture
             from meshpose.viz import save_png
 
-            save_png(Path(args.pictures) / (name.split()[-1].lower() + ".png"),
-                     overlay_picture(image, result, 0, estimator.faces))
+            stem = name.split()[-1].lower()
+            for label, result, model in (("", results[0], estimator), ("_pose2mesh", results[1], pose2mesh)):
+                save_png(Path(args.pictures) / f"{stem}{label}.png", overlay_picture(image, result, 0, model.faces))
 
     print("\n## Synthetic video (30 fps), One Euro smoothing\n")
     fps = 30.0
@@ -245,7 +251,10 @@ def main(argv=None) -> int:
         r = reports[0]
         print(f"\n`process` on the test take as an mp4: {r.people} people in {r.frames} frames, "
               f"re-projection {r.reprojection}, jitter {r.jitter_raw} -> {r.jitter_smoothed} m/s^2.")
-    print(f"\nMedian re-projection over the {len(photo_errors)} package photos: {np.median(photo_errors):.3f}")
+    if photo_errors:
+        regressor_median, pose2mesh_median = np.median(np.array(photo_errors), axis=0)
+        print(f"\nMedian re-projection over the {len(photo_errors)} package photos: regressor "
+              f"{regressor_median:.3f}, Pose2Mesh {pose2mesh_median:.3f}")
     return 0
 
 
