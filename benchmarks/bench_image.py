@@ -133,13 +133,13 @@ def video_numbers(frames, truth, fps, settings, estimator):
     """Metrics of one take's per-frame results, smoothed with ``settings`` (None: raw)."""
     import copy
 
-    from meshpose.image.run import _smooth_track
+    from meshpose.image.run import smooth_frames
     from meshpose.image.smoothing import jitter
     from meshpose.metrics import acceleration_error, pa_mpjpe
 
     frames = copy.deepcopy(frames)
     if settings is not None:
-        _smooth_track(frames, fps, estimator, settings)
+        smooth_frames(frames, fps, estimator, settings)
     kept = [i for i, r in enumerate(frames) if r is not None]
     joints = np.stack([frames[i]["joints3d"][0] + frames[i]["cam_t"][0] for i in kept])
     gt = truth[kept]

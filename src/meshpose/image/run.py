@@ -71,29 +71,34 @@ def process_image(path: Path, stem: str, out_dir: Path, estimator, meshes: bool 
     return report
 
 
-def _smooth_track(frames: list[dict], fps: float, estimator, settings: dict) -> None:
+def _single(result: dict | None) -> bool:
+    """Whether a frame's result holds exactly one person (the frames a track is made of)."""
+    return result is not None and len(result["keypoints2d"]) == 1
+
+
+def smooth_frames(frames: list[dict | None], fps: float, estimator, settings: dict) -> None:
     """Smooth, in place, runs of consecutive frames with exactly one person: the regressor's
     pose (as rotations) and shape, then the body is posed again; Pose2Mesh's vertices directly;
-    the root translation in both cases. Projections and errors are recomputed."""
+    the root translation in both cases. Projections and errors are recomputed.
+
+    Args:
+        frames: per frame an :class:`~meshpose.image.estimate.ImageBodyEstimator` result, or
+            None where nobody was found.
+        settings: :class:`~meshpose.image.smoothing.OneEuroFilter` settings.
+    """
+    import itertools
+
     import torch
 
     from meshpose.geometry.camera import project
     from meshpose.image.estimate import reprojection_errors
 
-    runs, current = [], []
-    for index, result in enumerate(frames):
-        if result is not None and len(result["keypoints2d"]) == 1 and (not current or current[-1] == index - 1):
-            current.append(index)
-        else:
-            if current:
-                runs.append(current)
-            current = [index] if result is not None and len(result["keypoints2d"]) == 1 else []
-    if current:
-        runs.append(current)
-    for run in runs:
-        if len(run) < 2:
+    singles = [i for i, result in enumerate(frames) if _single(result)]
+    # Consecutive indices share index - position: one group per run.
+    for _, group in itertools.groupby(enumerate(singles), key=lambda pair: pair[1] - pair[0]):
+        take = [frames[i] for _, i in group]
+        if len(take) < 2:
             continue
-        take = [frames[i] for i in run]
         cam_t = smoothing.one_euro(np.concatenate([r["cam_t"] for r in take]), fps, **settings)
         pose = np.concatenate([r["pose"] for r in take])
         if pose.size:
@@ -115,9 +120,9 @@ def _smooth_track(frames: list[dict], fps: float, estimator, settings: dict) -> 
             result["reprojection_px"], result["reprojection"] = reprojection_errors(projected, result["keypoints2d"])
 
 
-def _track_jitter(frames: list[dict], fps: float) -> float | None:
+def _track_jitter(frames: list[dict | None], fps: float) -> float | None:
     """Jitter of the single-person frames' joints in the camera frame (root translation added)."""
-    joints = [r["joints3d"][0] + r["cam_t"][0] for r in frames if r is not None and len(r["keypoints2d"]) == 1]
+    joints = [r["joints3d"][0] + r["cam_t"][0] for r in frames if _single(r)]
     return round(smoothing.jitter(np.stack(joints), fps), 4) if len(joints) >= 3 else None
 
 
@@ -142,7 +147,7 @@ def process_video(path: Path, stem: str, out_dir: Path, estimator, meshes: bool 
         raise InputFileError(f"no person found in any of its {len(frames)} frames", path)
     report.jitter_raw = _track_jitter(frames, fps)
     if smooth is not None:
-        _smooth_track(frames, fps, estimator, smooth)
+        smooth_frames(frames, fps, estimator, smooth)
         report.jitter_smoothed = _track_jitter(frames, fps)
     folder = out_dir / stem
     with staged_folder(folder) as staging:

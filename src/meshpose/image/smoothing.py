@@ -80,9 +80,11 @@ def one_euro_rotations(rotations, fps: float, **settings) -> np.ndarray:
 
 def jitter(joints, fps: float) -> float:
     """Mean magnitude of the joints' acceleration, ``|x_{t+1} - 2 x_t + x_{t-1}| * fps^2``,
-    over joints and frames: (T, J, 3) in metres -> metres / s^2 (0 for fewer than 3 frames)."""
+    over joints and frames: (T, J, 3) in metres -> metres / s^2 (0 for fewer than 3 frames).
+    The acceleration error against a body standing still."""
+    from meshpose.metrics import acceleration_error
+
     joints = np.asarray(joints, dtype=np.float64)
     if len(joints) < 3:
         return 0.0
-    acceleration = joints[2:] - 2.0 * joints[1:-1] + joints[:-2]
-    return float(np.linalg.norm(acceleration, axis=-1).mean() * fps * fps)
+    return float(acceleration_error(joints, np.zeros_like(joints), fps=fps))
