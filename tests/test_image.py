@@ -9,12 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from meshpose.geometry.camera import fit_translation, focal_from_field_of_view, project, translation_from_2d_3d
+from meshpose.geometry.camera import (
+    fit_translation,
+    focal_from_field_of_view,
+    project,
+    translation_from_2d_3d,
+)
 from meshpose.image.detectors import MEDIAPIPE33, to_joint_set
 from meshpose.image.estimate import ImageBodyEstimator, reprojection_errors
 from meshpose.image.smoothing import OneEuroFilter, jitter, one_euro, one_euro_rotations
 from meshpose.joints import get_joint_set
-
 
 # ------------------------------------------------------------------------------------------
 # detector output -> joint sets
@@ -135,7 +139,7 @@ def test_one_euro_rotations_stay_rotations_and_reduce_jitter():
     smoothed = one_euro_rotations(rotations, 30.0, min_cutoff=1.0, beta=0.0)
     np.testing.assert_allclose(smoothed @ np.swapaxes(smoothed, -1, -2), np.broadcast_to(np.eye(3), (40, 3, 3)), atol=1e-9)
     np.testing.assert_allclose(np.linalg.det(smoothed), 1.0, atol=1e-9)
-    points = lambda r: r @ np.array([1.0, 0.0, 0.0])  # noqa: E731
+    points = lambda r: r @ np.array([1.0, 0.0, 0.0])
     assert jitter(points(smoothed)[:, None], 30.0) < 0.5 * jitter(points(rotations)[:, None], 30.0)
 
 
@@ -166,7 +170,7 @@ def scene(anny_body):
         bodies = anny_body(bank.rotation_matrices(np.arange(100, 106)), torch.full((6, 6), 0.5))
     axes = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])  # z-up, facing -y -> camera
     centre = bodies.joint("bone:root")[0]
-    to_camera = lambda p: (p - centre) @ axes.T + torch.tensor([0.0, 0.1, 3.2])  # noqa: E731
+    to_camera = lambda p: (p - centre) @ axes.T + torch.tensor([0.0, 0.1, 3.2])
     w, h = SIZE
     background = np.full((h, w, 3), 100, np.uint8)
     images = [overlay_mesh(background, to_camera(v).numpy(), anny_body.faces.numpy(), FOCAL, (w / 2, h / 2),

@@ -96,7 +96,7 @@ class MediaPipePose:
         os.environ.setdefault("GLOG_minloglevel", "2")
         try:
             with _quiet_native_logs():
-                import mediapipe as mp  # noqa: PLC0415 (optional dependency)
+                import mediapipe as mp  # optional dependency
         except ImportError:
             raise MeshposeError(
                 "the image detector needs MediaPipe: pip install 'meshpose[image]'") from None

@@ -54,8 +54,8 @@ def _stems(paths: list[Path]) -> dict[Path, str]:
 
 def process_image(path: Path, stem: str, out_dir: Path, estimator, meshes: bool = True) -> MediaReport:
     """Detect, estimate and write the people of one image (all its files or none)."""
-    from meshpose.io.atomic import staged_folder
     from meshpose.image.outputs import write_person_files
+    from meshpose.io.atomic import staged_folder
 
     report = MediaReport(str(path), "image")
     image = read_image(path)
@@ -132,8 +132,8 @@ def process_video(path: Path, stem: str, out_dir: Path, estimator, meshes: bool 
     None), then write ``<out_dir>/<stem>/frame<F>_person<P>.*`` (all or none)."""
     from tqdm import tqdm
 
-    from meshpose.io.atomic import staged_folder
     from meshpose.image.outputs import write_person_files
+    from meshpose.io.atomic import staged_folder
 
     video = open_video(path)
     fps = video.fps or DEFAULT_FPS

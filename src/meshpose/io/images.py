@@ -63,7 +63,7 @@ class Video:
 
 def _cv2():
     try:
-        import cv2  # noqa: PLC0415 (optional dependency)
+        import cv2  # optional dependency
     except ImportError:
         raise MeshposeError("reading videos needs OpenCV: pip install 'meshpose[image]'") from None
     return cv2
