@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import meshpose
-    from meshpose.meshkp.api import load_mesh_keypoint_model
+    from meshpose.meshkp.model_file import load_mesh_keypoint_model
 
     load_mesh_keypoint_model("default", args.device)
     print(f"{args.device}, torch {torch.__version__}, threads {torch.get_num_threads()}\n")

@@ -25,8 +25,8 @@ def load(args):
     if args.config:
         from meshpose.pose2mesh.inference import Pose2MeshPredictor
         from meshpose.pose2mesh.losses import fit_joint_regressor
-        from meshpose.pose2mesh.task import build_pose2mesh
-        from meshpose.train.config import load_config
+        from meshpose.pose2mesh.build import build_pose2mesh
+        from meshpose.tasks import load_config
 
         config = load_config(args.config, [])
         body = AnnyBody()
@@ -34,7 +34,7 @@ def load(args):
         regressor = fit_joint_regressor(body, config.data.joint_set, samples=50)
         return Pose2MeshPredictor(net, regressor, config.data.joint_set, config.data.input_sets, body).to(args.device)
     from meshpose.pose2mesh.inference import load_pose2mesh
-    from meshpose.predict import MODELS
+    from meshpose.io.weights import SHIPPED_MODELS as MODELS
 
     return load_pose2mesh(args.model, args.device, MODELS)
 

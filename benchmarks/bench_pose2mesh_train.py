@@ -37,8 +37,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cuda")
     args = parser.parse_args(argv)
-    from meshpose.train.config import load_config
-    from meshpose.train.tasks import TASKS
+    from meshpose.tasks import load_config
+    from meshpose.tasks import TASKS
 
     device = args.device
     config = load_config("configs/pose2mesh.yaml", [f"run.device={device}"])

@@ -25,7 +25,7 @@ def main(argv=None) -> int:
 
     from meshpose.body import AnnyBody
     from meshpose.models.regressor import to_slots
-    from meshpose.predict import load_regressor
+    from meshpose.models.inference import load_regressor
 
     regressor, body = load_regressor("default", args.device), AnnyBody().to(args.device)
     generator = torch.Generator().manual_seed(0)

@@ -81,9 +81,9 @@ def test_short_adaptation_run_reduces_a_simulated_domain_shift(tmp_path):
     from pathlib import Path
 
     from meshpose.models.regressor import to_slots
-    from meshpose.train.config import load_config
-    from meshpose.train.loop import train
-    from meshpose.train.tasks import TASKS
+    from meshpose.tasks import load_config
+    from meshpose.tasks import train
+    from meshpose.tasks import TASKS
 
     torch.set_num_threads(2)
     target_file = tmp_path / "shifted.npz"
@@ -109,7 +109,7 @@ def test_short_adaptation_run_reduces_a_simulated_domain_shift(tmp_path):
     after = _feature_gap((model.source, model.target), source_slots, target_slots)
     assert after < 0.8 * before
     # Only the extractor adapted: the head and the source network are the shipped ones.
-    from meshpose.predict import load_regressor
+    from meshpose.models.inference import load_regressor
 
     shipped = load_regressor("default").state_dict()
     for key, value in shipped.items():
@@ -136,9 +136,9 @@ def test_the_configured_run_fits_the_target_detections_and_the_critic_only_measu
     from pathlib import Path
 
     from meshpose.models.regressor import to_slots
-    from meshpose.train.config import load_config
-    from meshpose.train.loop import train
-    from meshpose.train.tasks import TASKS
+    from meshpose.tasks import load_config
+    from meshpose.tasks import train
+    from meshpose.tasks import TASKS
 
     torch.set_num_threads(2)
     target_file = tmp_path / "shifted.npz"

@@ -24,9 +24,9 @@ from meshpose.data.mocap import (
     MocapClip,
     children,
     infer_unit_scale,
-    read_mocap,
     standing_height,
 )
+from meshpose.data.mocap_files import read_mocap
 from meshpose.errors import InputFileError
 
 # ---------------------------------------------------------------------------------- BVH

@@ -186,7 +186,7 @@ def tiny_dataset(tmp_path):
 def test_task_batches_validation_and_evaluation(tiny_dataset):
     from meshpose.errors import MeshposeError
     from meshpose.meshkp.seed_task import SeedEdgeTask, evaluate_seed
-    from meshpose.train.tasks import TASKS
+    from meshpose.tasks import TASKS
 
     task = TASKS["meshkp_seed"]
     assert isinstance(task, SeedEdgeTask)
@@ -216,9 +216,9 @@ def test_task_batches_validation_and_evaluation(tiny_dataset):
 
 
 def test_trains_through_engine_and_scores(tiny_dataset, tmp_path, capsys):
-    from meshpose.meshkp.seed_task import main
+    from meshpose.cli import main
+    from meshpose.tasks import TASKS, train
     from meshpose.train.config import config_from_dict
-    from meshpose.train.loop import train
 
     config = config_from_dict({
         "task": "meshkp_seed",
@@ -226,10 +226,10 @@ def test_trains_through_engine_and_scores(tiny_dataset, tmp_path, capsys):
         "train": {"epochs": 2, "steps_per_epoch": 2, "batch_size": 2, "log_every": 1},
         "model": {"n_edges": 120, "hidden": 16},
         "data": {"dataset": str(tiny_dataset)},
-    })
+    }, tasks=TASKS)
     run = train(config, run_dir=tmp_path / "run")
     assert (run / "model.pt").exists() and (run / "checkpoints" / "best.pt").exists()
-    assert main([str(run), str(tiny_dataset), "--weights", "final"]) == 0
+    assert main(["eval-reference", str(run), str(tiny_dataset), "--weights", "final"]) == 0
     row = capsys.readouterr().out.strip().splitlines()[-1]
     assert row.startswith("| run | 120 | midpoint | final | test | 1 |")
 

@@ -12,7 +12,9 @@ import pytest
 import torch
 
 import meshpose
-from meshpose.meshkp.api import _from_y_up, _to_y_up, _UP
+from meshpose.mesh_keypoints import UP_AXES as _UP
+from meshpose.mesh_keypoints import _from_y_up, _to_y_up
+from meshpose.meshkp.model_file import load_mesh_keypoint_model
 from meshpose.meshkp.surface import normalise_points, sample_surface, yaw_rotation
 
 HUMAN_SEG = Path(__file__).parents[2] / "shared" / "data" / "human_seg"
@@ -194,7 +196,7 @@ def test_shipped_model_on_held_out_human_seg_subjects(tmp_path):
     from meshpose.meshkp.segdata import build_dataset
 
     build_dataset(HUMAN_SEG, tmp_path / "kp", progress=False)
-    model = meshpose.meshkp.api.load_mesh_keypoint_model()
+    model = load_mesh_keypoint_model()
     scores = evaluate_real(model, PointDataConfig(dataset=str(tmp_path / "kp")), "test", "cpu")
     assert scores["meshes"] >= 20
     assert scores["pck10"] > 0.9 and scores["side_correct"] > 0.9

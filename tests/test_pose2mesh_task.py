@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from meshpose.train.tasks import TASKS
+from meshpose.tasks import TASKS
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "pose2mesh.yaml"
 
@@ -34,7 +34,7 @@ def cache_dir(tmp_path_factory):
 
 def test_posenet_batch_targets_match_the_cameras(cache_dir):
     from meshpose.models.regressor import slot_index
-    from meshpose.train.config import load_config
+    from meshpose.tasks import load_config
 
     config = load_config(CONFIG, small_overrides(cache_dir, "posenet") + ["data.input_sets=[h36m17]"])
     task = TASKS["pose2mesh"]
@@ -57,7 +57,7 @@ def test_posenet_batch_targets_match_the_cameras(cache_dir):
 
 
 def test_meshnet_batch(cache_dir):
-    from meshpose.train.config import load_config
+    from meshpose.tasks import load_config
 
     config = load_config(CONFIG, small_overrides(cache_dir, "meshnet"))
     batch = TASKS["pose2mesh"].make_batch(config.data, torch.Generator().manual_seed(1), 2, "cpu")
@@ -69,7 +69,7 @@ def test_meshnet_batch(cache_dir):
 
 def test_unknown_stage_is_a_clear_error(cache_dir):
     from meshpose.errors import MeshposeError
-    from meshpose.train.config import load_config
+    from meshpose.tasks import load_config
 
     config = load_config(CONFIG, small_overrides(cache_dir, "both"))
     with pytest.raises(MeshposeError, match="data.stage"):
@@ -82,11 +82,11 @@ def _losses(run: Path) -> list[float]:
 
 
 def test_two_stage_training_export_and_predict(cache_dir, tmp_path, anny_body):
-    from meshpose.models.export import export_regressor
+    from meshpose.pose2mesh.task import export_pose2mesh
     from meshpose.pose2mesh.inference import load_pose2mesh
     from meshpose.predict import predict
-    from meshpose.train.config import load_config
-    from meshpose.train.loop import train
+    from meshpose.tasks import load_config
+    from meshpose.tasks import train
 
     torch.set_num_threads(2)
     stage1 = train(load_config(CONFIG, short_run(cache_dir, "posenet", 30)), run_dir=tmp_path / "posenet")
@@ -106,7 +106,7 @@ def test_two_stage_training_export_and_predict(cache_dir, tmp_path, anny_body):
     assert 0 < float(val["val/pa_mpjpe_mm"]) < float(val["val/mpjpe_mm"]) and float(val["val/pve_mm"]) > 0
 
     # Export, load and predict: the file reproduces the trained network with float16-rounded weights.
-    path = export_regressor(stage2, tmp_path / "p2m.safetensors")
+    path = export_pose2mesh(stage2, tmp_path / "p2m.safetensors")
     predictor = load_pose2mesh(str(path), body=anny_body)
     net = TASKS["pose2mesh"].build_model(config.model, config.data)
     net.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in final.items()})

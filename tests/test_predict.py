@@ -138,9 +138,9 @@ def test_key2mesh_run_exports_final_weights_or_its_last_checkpoint(tmp_path):
     """A tiny key2mesh run -> export -> load_regressor gives the run's weights (to float16), both
     from ``model.pt`` and, once that is gone, from the last checkpoint."""
     from meshpose.models.export import export_regressor
-    from meshpose.predict import load_regressor
-    from meshpose.train.config import load_config
-    from meshpose.train.loop import train
+    from meshpose.models.inference import load_regressor
+    from meshpose.tasks import load_config
+    from meshpose.tasks import train
 
     config = load_config(Path(__file__).parents[1] / "configs" / "key2mesh.yaml", [
         "run.device=cpu", f"run.output_dir={tmp_path}", "train.epochs=1", "train.steps_per_epoch=2",

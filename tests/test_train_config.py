@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from meshpose.errors import MeshposeError
-from meshpose.train.config import config_from_dict, load_config, save_config
+from meshpose.tasks import TASKS, load_config
+from meshpose.train.config import config_from_dict, save_config
 from meshpose.train.loop import build_optimizer, build_scheduler, lr_factor
 
 TOY = Path(__file__).resolve().parents[1] / "configs" / "toy.yaml"
@@ -64,7 +65,7 @@ def test_saved_config_reads_back_equal(tmp_path):
     save_config(config, tmp_path / "config.yaml")
     import yaml
 
-    again = config_from_dict(yaml.safe_load((tmp_path / "config.yaml").read_text()))
+    again = config_from_dict(yaml.safe_load((tmp_path / "config.yaml").read_text()), tasks=TASKS)
     assert again.to_dict() == config.to_dict()
 
 

@@ -5,12 +5,12 @@
 from meshpose.body import BodyOutput, body_joints, load_body_model
 from meshpose.errors import InputFileError, MeshposeError, UnknownNameError
 from meshpose.joints import JOINT_SETS, convert, get_joint_set
-from meshpose.meshkp.api import mesh_keypoints
+from meshpose.mesh_keypoints import mesh_keypoints
 from meshpose.predict import predict
-
-__version__ = "0.1.0"
+from meshpose.version import __version__
 
 __all__ = [
+    "__version__",
     "BodyOutput",
     "InputFileError",
     "JOINT_SETS",

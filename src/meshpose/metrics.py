@@ -28,6 +28,8 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial.distance import cdist
 
 __all__ = [
     "mpjpe",
@@ -629,9 +631,6 @@ def _check_match_shapes(pred: torch.Tensor, gt: torch.Tensor) -> None:
 
 def _match(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Optimal assignment ``(..., M)`` of pred indices to gt points (no gradient)."""
-    from scipy.optimize import linear_sum_assignment
-    from scipy.spatial.distance import cdist
-
     N, M, D = pred.shape[-2], gt.shape[-2], gt.shape[-1]
     p = pred.detach().reshape(-1, N, D).cpu().double().numpy()
     g = gt.detach().reshape(-1, M, D).cpu().double().numpy()

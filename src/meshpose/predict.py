@@ -1,4 +1,4 @@
-"""2D keypoints -> 3D body: the regressor, the Anny body, and the results of DESIGN.md.
+"""2D keypoints -> 3D body with a shipped or trained model, and the results file.
 
     results = meshpose.predict(keypoints, joint_set="coco17", output_joints=("coco17", "h36m17"))
     meshpose predict keypoints.json -o out.npz --out-dir out/
@@ -9,28 +9,22 @@ given when the focal length and image size are known.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from meshpose.errors import MeshposeError, UnknownNameError
-
-#: Shipped 2D-keypoints-to-body models, by name.
-MODELS = {"default": "regressor_default.safetensors", "pose2mesh": "pose2mesh_default.safetensors"}
-
-
-def load_regressor(name_or_path: str = "default", device: str | torch.device = "cpu"):
-    """A :class:`~meshpose.models.regressor.KeypointRegressor` with shipped or saved weights."""
-    from meshpose.io.weights import read_model_file
-    from meshpose.models.regressor import KeypointRegressor
-
-    header, state = read_model_file(name_or_path, MODELS, "meshpose-regressor-1", "regressor")
-    settings = json.loads(header["model"])
-    model = KeypointRegressor(settings["hidden"], settings["blocks"], settings["iterations"])
-    model.load_state_dict(state)
-    return model.to(device).eval()
+from meshpose.estimators import load_estimator
+from meshpose.io.atomic import staged_folder
+from meshpose.io.images import read_image
+from meshpose.io.keypoints import read_keypoints
+from meshpose.io.meshes import write_mesh
+from meshpose.io.results import write_mesh_keypoints_json, write_results_npz
+from meshpose.joints import get_joint_set
+from meshpose.models.regressor import INPUT_SETS
+from meshpose.viz import overlay_mesh, render_views, save_png
 
 
 @torch.no_grad()
@@ -58,11 +52,6 @@ def predict(keypoints, joint_set: str = "coco17", output_joints=("coco17",), mod
         parameters: its ``pose`` and ``shape`` are (N, 0), and it has no ``camera``; its joints
         are regressed from the mesh.
     """
-    from tqdm import tqdm
-
-    from meshpose.joints import get_joint_set
-    from meshpose.models.regressor import INPUT_SETS
-
     if joint_set not in INPUT_SETS:
         raise UnknownNameError(f"predict reads {', '.join(INPUT_SETS)}; got joint set {joint_set!r}")
     sets = [get_joint_set(name).name for name in output_joints]
@@ -95,65 +84,9 @@ def predict(keypoints, joint_set: str = "coco17", output_joints=("coco17",), mod
     return results
 
 
-def load_estimator(model: str, device, joint_set: str, sets, body=None):
-    """``(estimate(batch, intrinsics) -> {key: (B, ...) tensor}, faces (F, 3))`` for a model name
-    or file (either family): ``batch`` is ``(B, J, 3)`` keypoints of ``joint_set``,
-    ``intrinsics`` is ``(focal (B, 2), principal (B, 2))`` or None; the keys are those of
-    :func:`predict`'s results for the output joint sets ``sets``."""
-    from meshpose.body import AnnyBody
-    from meshpose.io.weights import model_file_format
-
-    body = (body or AnnyBody()).to(device)
-    if model_file_format(model, MODELS) == "meshpose-pose2mesh-1":
-        from meshpose.geometry.camera import translation_from_2d_3d
-        from meshpose.pose2mesh.inference import load_pose2mesh
-
-        predictor = load_pose2mesh(model, device, MODELS, body)
-
-        def estimate_pose2mesh(batch, intrinsics):
-            out = predictor(batch, joint_set)
-            vertices = out["vertices"]
-            values = {"vertices": vertices, "pose": vertices.new_zeros(len(batch), 0),
-                      "shape": vertices.new_zeros(len(batch), 0)}
-            for name in sets:
-                values[f"joints3d_{name}"] = predictor.joints(vertices, name)
-            if intrinsics is not None:
-                skeleton = predictor.joints(vertices, predictor.joint_set)
-                values["cam_t"] = translation_from_2d_3d(skeleton, out["joints2d"], *intrinsics)
-            return values
-
-        return estimate_pose2mesh, body.faces.cpu().numpy()
-
-    return regressor_estimator(load_regressor(model, device), body, joint_set, sets), body.faces.cpu().numpy()
-
-
-def regressor_estimator(regressor, body, joint_set: str, sets):
-    """:func:`load_estimator`'s ``estimate`` function for an in-memory regressor and body."""
-    from meshpose.body import body_joints
-    from meshpose.models.regressor import root_from_weak_perspective, to_slots
-
-    def estimate_regressor(batch, intrinsics):
-        out = regressor(to_slots(batch, joint_set))
-        bodies = body(out["pose"], out["shape"])
-        root = bodies.joint("bone:root")[:, None]
-        values = {"vertices": bodies.vertices - root, "pose": out["pose"], "shape": out["shape"],
-                  "camera": out["camera"]}
-        for name in sets:
-            values[f"joints3d_{name}"] = body_joints(bodies, name) - root
-        if intrinsics is not None:
-            values["cam_t"] = root_from_weak_perspective(out["camera"], out["centre"], out["size"], *intrinsics)
-        return values
-
-    return estimate_regressor
-
-
 def predict_file(input_path, output, joint_set=None, output_joints=("coco17",), model="default",
                  out_dir=None, image=None, device="cpu", focal_length=None) -> dict:
     """Read a keypoint file, predict, write the results npz (and per-person files); atomic."""
-    from meshpose.io.images import read_image
-    from meshpose.io.keypoints import read_keypoints
-    from meshpose.io.results import write_results_npz
-
     data = read_keypoints(input_path, joint_set=joint_set)
     focal = focal_length if focal_length is not None else data.focal_length
     size = data.image_size
@@ -176,12 +109,6 @@ def _write_people(results, out_dir: Path, joint_set: str, picture, focal, size) 
     """Per person: ``frame<F>_person<P>.obj``, ``.json`` and ``.png``, all written to a temporary
     folder first (nothing partial is left behind if one fails), then renamed into place; into an
     existing folder the files are moved one by one, and files already there are kept."""
-    from meshpose.io.atomic import staged_folder
-    from meshpose.io.meshes import write_mesh
-    from meshpose.io.results import write_mesh_keypoints_json
-    from meshpose.joints import get_joint_set
-    from meshpose.viz import overlay_mesh, render_views, save_png
-
     with staged_folder(out_dir) as staging:
         faces = results["faces"]
         names = get_joint_set(joint_set).names

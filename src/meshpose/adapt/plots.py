@@ -1,6 +1,6 @@
 """Pictures of an adaptation run.
 
-    python -m meshpose.adapt.plots RUN_DIR -o adaptation.png
+    meshpose plot RUN_DIR -o adaptation.png
 
 Four panels: (1) the critic's Wasserstein estimate and the reprojection loss over training
 (``metrics.csv``); (2) the validation errors over training (``validation.csv``); (3) the 2D
@@ -11,14 +11,19 @@ projected on the source features' first two principal components. Needs matplotl
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from meshpose.adapt.task import AdaptTask
+from meshpose.errors import MeshposeError
+from meshpose.joints import get_joint_set
+from meshpose.models.regressor import normalise, slot_index, to_slots
+from meshpose.train.checkpoint import read_run_weights
+from meshpose.train.config import load_config
 
 
 def _read_csv(path: Path) -> dict[str, np.ndarray]:
@@ -35,13 +40,8 @@ def feature_projections(run_dir: Path, samples: int = 2000):
     """``(source (n, 2), target before (n, 2), target after (n, 2), inputs)``: features projected
     on the source features' first two principal components, and the box-normalised 2D inputs
     ``{"source": (n, J, 2), "target": (n, J, 2)}`` with the joint set's name."""
-    from meshpose.models.regressor import normalise, slot_index, to_slots
-    from meshpose.train.checkpoint import read_run_weights
-    from meshpose.train.config import load_config
-    from meshpose.train.tasks import TASKS
-
-    config = load_config(run_dir / "config.yaml", [])
-    task = TASKS["adapt"]
+    task = AdaptTask()
+    config = load_config(run_dir / "config.yaml", tasks={"adapt": task})
     model = task.build_model(config.model, config.data)
     model.load_state_dict(read_run_weights(run_dir)[0])
     model.eval()
@@ -67,11 +67,7 @@ def plot_run(run_dir: str | Path, out: str | Path) -> Path:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        from meshpose.errors import MeshposeError
-
         raise MeshposeError("the plots need matplotlib: pip install 'meshpose[plot]'") from None
-    from meshpose.joints import get_joint_set
-
     run_dir = Path(run_dir)
     metrics, validation = _read_csv(run_dir / "metrics.csv"), _read_csv(run_dir / "validation.csv")
     fig, axes = plt.subplots(1, 4, figsize=(22, 5))
@@ -119,16 +115,3 @@ def plot_run(run_dir: str | Path, out: str | Path) -> Path:
     fig.savefig(out, dpi=90)
     plt.close(fig)
     return out
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir")
-    parser.add_argument("-o", "--output", default="adaptation.png")
-    args = parser.parse_args(argv)
-    print(plot_run(args.run_dir, args.output))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

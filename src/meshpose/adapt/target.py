@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from meshpose.data.h36m import load_h36m_2d
 from meshpose.errors import InputFileError
+from meshpose.io.keypoints import read_keypoints
 
 
 def load_target_keypoints(path, joint_set: str | None = None, stride: int = 1) -> tuple[np.ndarray, str]:
@@ -18,15 +20,11 @@ def load_target_keypoints(path, joint_set: str | None = None, stride: int = 1) -
     """
     path = Path(path)
     if path.name.endswith("_2d_sh.npz"):
-        from meshpose.data.h36m import load_h36m_2d
-
         labels = path.with_name(path.name.replace("_2d_sh.npz", "_joints.json"))
         if not labels.exists():
             raise InputFileError(f"no {labels.name} beside it for the joint labels", path)
         frames = [sequence[::stride] for _, sequence in sorted(load_h36m_2d(path, labels).items())]
         xy = np.concatenate(frames)
         return np.concatenate([xy, np.ones_like(xy[..., :1])], -1).astype(np.float32), "mpii16"
-    from meshpose.io.keypoints import read_keypoints
-
     data = read_keypoints(path, joint_set)
     return data.keypoints[::stride].astype(np.float32), data.joint_set

@@ -28,11 +28,23 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
+from torch.func import functional_call
 
 from meshpose.adapt.critic import WassersteinCritic, gradient_penalty
+from meshpose.adapt.target import load_target_keypoints
+from meshpose.data.posebank import PoseBank, load_shipped_pose_bank
+from meshpose.data.protocols import evaluate_h36m, evaluate_motion, held_out_cmu
+from meshpose.data.samples import SampleConfig, SampleEngine
+from meshpose.errors import MeshposeError
+from meshpose.io.weights import SHIPPED_MODELS, read_model_file
+from meshpose.models.export import TRAINING_DATA, read_run, save_model_file
+from meshpose.models.inference import FORMAT, load_regressor, regressor_estimator
+from meshpose.models.key2mesh_task import project_slots
+from meshpose.models.regressor import to_slots
 
 
 @dataclass
@@ -84,15 +96,18 @@ class AdaptTask:
     ModelConfig = AdaptModelConfig
     DataConfig = AdaptDataConfig
 
+    @staticmethod
+    def export(run_dir: str | Path, out: str | Path) -> Path:
+        """``meshpose export RUN_DIR -o FILE``: the adapted regressor, in the format of the one it
+        started from."""
+        return export_adapted_run(run_dir, out)
+
     def __init__(self):
         self._engines, self._targets, self._sources = {}, {}, {}
 
     def _target(self, data: AdaptDataConfig) -> tuple[torch.Tensor, str]:
         key = (data.target, data.target_joint_set, data.target_stride)
         if key not in self._targets:
-            from meshpose.adapt.target import load_target_keypoints
-            from meshpose.errors import MeshposeError
-
             if not data.target:
                 raise MeshposeError("data.target: give the unlabelled 2D detections to adapt to")
             keypoints, joint_set = load_target_keypoints(data.target, data.target_joint_set or None,
@@ -103,9 +118,6 @@ class AdaptTask:
     def _engine(self, data: AdaptDataConfig, joint_set: str, device):
         key = (str(device), joint_set, data.bank, tuple(data.exclude_clips))
         if key not in self._engines:
-            from meshpose.data.posebank import PoseBank, load_shipped_pose_bank
-            from meshpose.data.samples import SampleConfig, SampleEngine
-
             bank = PoseBank.load(data.bank) if data.bank else load_shipped_pose_bank()
             bank = bank.split_clips(data.exclude_clips)[0]
             config = SampleConfig(joint_set=joint_set, vertices=False)
@@ -126,20 +138,14 @@ class AdaptTask:
         return self._sources[key]
 
     def build_model(self, model: AdaptModelConfig, data: AdaptDataConfig) -> nn.Module:
-        from meshpose.predict import load_regressor
-
         regressor = load_regressor(model.init)
         if regressor.iterations != 1:
-            from meshpose.errors import MeshposeError
-
             raise MeshposeError(f"model.init: adaptation needs a single-pass regressor; {model.init!r} "
                                 f"refines {regressor.iterations} times")
         return AdaptationModel(regressor, model.critic_hidden, model.critic_layers)
 
     def make_batch(self, data: AdaptDataConfig, generator: torch.Generator, batch_size: int, device,
                    rows: slice = slice(None)):
-        from meshpose.models.regressor import to_slots
-
         keypoints, joint_set = self._target(data)
         pool = self._source(data, joint_set, device)
         pick = torch.randint(len(keypoints), (batch_size,), generator=generator, device=generator.device)
@@ -150,8 +156,6 @@ class AdaptTask:
                 "body": self._engine(data, joint_set, device).body, "data": data}
 
     def loss(self, model: nn.Module, batch: dict):
-        from torch.func import functional_call
-
         net = getattr(model, "module", model)
         data = batch["data"]
         critic_turn = int(net.updates) % (data.critic_steps + 1) < data.critic_steps
@@ -185,8 +189,6 @@ class AdaptTask:
     def _reprojection(body, prediction: dict, slots: torch.Tensor) -> torch.Tensor:
         """Confidence-weighted mean L1 (box units) between the slot keypoints and the predicted
         body's slot joints under the predicted weak-perspective camera."""
-        from meshpose.models.key2mesh_task import project_slots
-
         projected = project_slots(body, prediction)
         observed = (slots[..., :2] - prediction["centre"][:, None]) / (prediction["size"][:, None, None] / 2)
         weight = slots[..., 2]
@@ -194,13 +196,6 @@ class AdaptTask:
 
     @torch.no_grad()
     def validate(self, model: nn.Module, data: AdaptDataConfig, device) -> dict[str, float]:
-        from meshpose.eval.benchmarks import (
-            evaluate_h36m,
-            evaluate_motion,
-            held_out_cmu,
-        )
-        from meshpose.predict import regressor_estimator
-
         net = getattr(model, "module", model)
         body = self._engine(data, self._target(data)[1], device).body
 
@@ -222,4 +217,16 @@ def export_adapted(state: dict) -> dict[str, torch.Tensor]:
     return {k.removeprefix("target."): v for k, v in state.items() if k.startswith("target.")}
 
 
-__all__ = ["AdaptDataConfig", "AdaptModelConfig", "AdaptTask", "AdaptationModel", "export_adapted"]
+def export_adapted_run(run_dir: str | Path, out: str | Path) -> Path:
+    """An ``adapt`` run's adapted regressor as a regressor model file; the header says which
+    detections it learnt from (their licence applies to the weights)."""
+    config, state, step = read_run(run_dir)
+    header, _ = read_model_file(config["model"]["init"], SHIPPED_MODELS, FORMAT, "regressor")
+    training_data = (f"{TRAINING_DATA}; then adapted, without labels, to the 2D detections of "
+                     f"{config['data']['target']} (their licence applies to these weights)")
+    return save_model_file(run_dir, out, config, export_adapted(state), step,
+                           {"format": FORMAT, "model": header["model"], "training_data": training_data})
+
+
+__all__ = ["AdaptDataConfig", "AdaptModelConfig", "AdaptTask", "AdaptationModel", "export_adapted",
+           "export_adapted_run"]

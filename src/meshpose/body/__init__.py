@@ -15,6 +15,7 @@ from meshpose.body.anny_model import POSE_JOINTS, REDUCED_POSE, SHAPE_NAMES, Ann
 from meshpose.body.base import BodyOutput
 from meshpose.body.landmarks import body_joints
 from meshpose.body.poses import PRESETS, preset_pose
+from meshpose.body.smpl_model import SMPLBody
 from meshpose.errors import MeshposeError, UnknownNameError
 
 BODY_MODELS = ("anny", "smpl", "smplx")
@@ -42,7 +43,6 @@ def load_body_model(
     elif name in ("smpl", "smplx"):
         if path is None:
             raise MeshposeError(f"the {name} body needs its model file: pass path=...")
-        from meshpose.body.smpl_model import SMPLBody
 
         model = SMPLBody(path, model_type=name, dtype=dtype, **kwargs)
     else:

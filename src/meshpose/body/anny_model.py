@@ -36,6 +36,7 @@ from importlib import resources
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from torch import nn
 
 from meshpose.body.base import BodyOutput, batched_vector
@@ -106,7 +107,6 @@ class AnnyBody(nn.Module):
 
     def __init__(self, path: str | Path | None = None, dtype: torch.dtype = torch.float32):
         super().__init__()
-        from safetensors import safe_open
 
         path = Path(path) if path is not None else default_body_file()
         if not path.exists():

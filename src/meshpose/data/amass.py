@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from meshpose.errors import InputFileError
+from meshpose.io._util import load_npy_or_npz, require_file
+from meshpose.io.atomic import atomic_write
 
 __all__ = ["AMASS_GENDERS", "SMPLH_POSE_DIM", "AmassMotion", "read_amass", "write_amass"]
 
@@ -139,8 +141,6 @@ def read_amass(path: str | os.PathLike) -> AmassMotion:
             ``(T, 156)``, ``trans`` not ``(T, 3)``), NaN/inf values, an unknown gender or a
             frame rate that is not > 0.
     """
-    from meshpose.io._util import load_npy_or_npz, require_file
-
     p = require_file(path, "AMASS .npz file")
     data = load_npy_or_npz(p, ".npz")
     if "poses" not in data and "pose_body" in data:
@@ -171,8 +171,6 @@ def write_amass(path: str | os.PathLike, motion: AmassMotion) -> Path:
         ValueError: ``motion`` has wrong shapes or values (see :func:`read_amass`).
         MeshposeError: the file cannot be written.
     """
-    from meshpose.io.atomic import atomic_write
-
     try:
         m = _validate(motion, None)
     except InputFileError as exc:

@@ -1,6 +1,6 @@
 """Motion-capture clips: world joint positions in metres from BVH, ASF/AMC and AMASS files.
 
-:func:`read_mocap` picks the reader from the extension:
+:func:`meshpose.data.mocap_files.read_mocap` picks the reader from the extension:
 
 ``.bvh``
     Biovision hierarchy (:mod:`meshpose.data.bvh`): any skeleton, forward kinematics over all
@@ -47,23 +47,18 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from meshpose.errors import InputFileError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from meshpose.data.amass import AmassMotion
+from meshpose.io._util import read_bytes, require_file
 
 __all__ = [
     "HUMAN_HEIGHT_RANGE_M",
-    "MOCAP_EXTENSIONS",
     "UNIT_SCALES",
     "MocapClip",
     "children",
     "infer_unit_scale",
-    "read_mocap",
     "standing_height",
 ]
 
@@ -72,9 +67,6 @@ UNIT_SCALES: dict[str, float] = {"m": 1.0, "cm": 0.01, "inch": 0.0254, "mm": 0.0
 
 #: The joint extent of a standing human, metres, that :func:`infer_unit_scale` accepts.
 HUMAN_HEIGHT_RANGE_M: tuple[float, float] = (1.2, 2.1)
-
-#: Extensions :func:`read_mocap` reads.
-MOCAP_EXTENSIONS: tuple[str, ...] = (".bvh", ".amc", ".npz")
 
 _AXES = {"x": 0, "y": 1, "z": 2}
 
@@ -276,62 +268,9 @@ def decode_text(path: Path) -> tuple[str, ...]:
     Mocap files are ASCII, but comments often hold Latin-1 text (HDM05's AMC headers do), so
     undecodable bytes are not an error. Missing, empty or folder paths are InputFileError.
     """
-    from meshpose.io._util import read_bytes, require_file
-
     data = read_bytes(require_file(path, "motion-capture file"))
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = data.decode("latin-1")
     return tuple(text.splitlines())
-
-
-def read_mocap(
-    path: str | os.PathLike,
-    unit_scale: float | None = None,
-    *,
-    include_end_sites: bool = False,
-    asf: str | os.PathLike | None = None,
-    fps: float | None = None,
-    up_axis: str = "y",
-) -> MocapClip | AmassMotion:
-    """Read a motion-capture file, dispatching on its extension.
-
-    Args:
-        path: a ``.bvh``, ``.amc`` or AMASS ``.npz`` file.
-        unit_scale: metres per file length unit; ``None`` works it out (see the module doc).
-            Not allowed for ``.npz`` (AMASS is in metres already).
-        include_end_sites: BVH only: also return the ``End Site`` points (named
-            ``<parent>_end``) as joints.
-        asf: AMC only: the skeleton file; default: found next to the ``.amc``.
-        fps: AMC only: frame rate (AMC files do not store one; default 120, the Acclaim /
-            Vicon / CMU / HDM05 capture rate; the shared HDM05 subset is resampled to 30).
-        up_axis: the file's vertical axis (``"y"`` for BVH and ASF/AMC by convention), used for
-            the unit inference and stored in the clip.
-
-    Returns:
-        A :class:`MocapClip` for ``.bvh`` / ``.amc``; an
-        :class:`~meshpose.data.amass.AmassMotion` for ``.npz``.
-
-    Raises:
-        InputFileError: missing, malformed or unsupported file (the message names it).
-    """
-    p = Path(path)
-    ext = p.suffix.lower()
-    if ext == ".bvh":
-        from meshpose.data.bvh import read_bvh
-
-        return read_bvh(p, unit_scale, include_end_sites=include_end_sites, up_axis=up_axis)
-    if ext == ".amc":
-        from meshpose.data.asf_amc import read_amc
-
-        return read_amc(p, asf, unit_scale, fps=fps, up_axis=up_axis)
-    if ext == ".npz":
-        from meshpose.data.amass import read_amass
-
-        if unit_scale not in (None, 1, 1.0):
-            raise InputFileError("AMASS files are in metres; unit_scale must be left out", p)
-        return read_amass(p)
-    raise InputFileError(
-        f"unknown motion-capture extension {p.suffix!r} (expected one of {', '.join(MOCAP_EXTENSIONS)})", p
-    )

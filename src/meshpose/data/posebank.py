@@ -23,6 +23,7 @@ import torch
 from meshpose.body import POSE_JOINTS
 from meshpose.errors import InputFileError
 from meshpose.geometry.rotations import rotmat_to_sixd, sixd_to_rotmat
+from meshpose.io.atomic import atomic_write
 
 LICENCES = {
     "cmu": "CMU Graphics Lab Motion Capture Database: free for any use",
@@ -62,8 +63,6 @@ class PoseBank:
         return sixd_to_rotmat(torch.as_tensor(np.asarray(six, dtype=np.float32), device=device))
 
     def save(self, path: str | Path) -> Path:
-        from meshpose.io.atomic import atomic_write
-
         def write(tmp: str) -> None:
             np.savez_compressed(
                 tmp, rotations=self.rotations.astype(np.float16), clip=self.clip.astype(np.int32),

@@ -15,12 +15,18 @@ mocap joint stands for each.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import roma
 import torch
+from tqdm import tqdm
 
 from meshpose.body import POSE_JOINTS, AnnyBody
+from meshpose.data.mocap_files import find_mocap_files, read_mocap
+from meshpose.errors import InputFileError
+from meshpose.io.atomic import atomic_write
+from meshpose.viz import render_mesh, save_png
 
 #: Points compared between a mocap skeleton and Anny, with their Anny definitions (joint centres).
 RETARGET_POINTS: dict[str, str] = {
@@ -285,10 +291,6 @@ BANK_FPS = 10.0
 
 def read_clip_points(path, fps: float = BANK_FPS) -> dict:
     """One mocap file -> ``{"name", "source", "frames", "points" (T, P, 3)}`` at about ``fps``."""
-    from pathlib import Path
-
-    from meshpose.data.mocap import read_mocap
-
     path = Path(path)
     is_hdm05 = path.suffix.lower() == ".amc"
     clip = read_mocap(path, include_end_sites=True) if path.suffix.lower() == ".bvh" else read_mocap(
@@ -302,8 +304,6 @@ def read_clip_points(path, fps: float = BANK_FPS) -> dict:
 
 def save_points(clips: list[dict], path) -> None:
     """Clips' retarget points in one ``.npz`` (what ``retarget`` also accepts as input)."""
-    from meshpose.io.atomic import atomic_write
-
     def write(tmp: str) -> None:
         np.savez_compressed(
             tmp, points=np.concatenate([c["points"] for c in clips]).astype(np.float32),
@@ -334,8 +334,6 @@ def retarget_clips(clips: list[dict], options: RetargetOptions, max_frames: int 
     ``(bank_clips, report_rows, errors)``: the kept frames of each clip for
     :meth:`PoseBank.from_clips`, one report row per clip, and the (n, P-1) per-point errors (mm,
     pelvis excluded) of kept frames per source."""
-    from tqdm import tqdm
-
     retargeter = Retargeter(options)
     groups, current, size = [], [], 0
     for clip in clips:
@@ -377,3 +375,46 @@ def error_table(errors: dict[str, list[torch.Tensor]]) -> list[dict]:
                      "median_mm": float(values.median()) if values.numel() else float("nan"),
                      "p95_mm": float(torch.quantile(values, 0.95)) if values.numel() else float("nan")})
     return rows
+
+
+def gather_clips(sources: list[str], fps: float) -> list[dict]:
+    """Retarget points of every clip in ``sources`` (mocap files, folders or points ``.npz``)."""
+    clips, mocap = [], []
+    for source in sources:
+        if source.endswith(".npz"):
+            clips += load_points(source)
+        else:
+            mocap.append(source)
+    if mocap:
+        files = find_mocap_files(mocap)
+        for path in tqdm(files, desc="read mocap", unit="file", disable=len(files) < 10):
+            try:
+                clips.append(read_clip_points(path, fps=fps))
+            except ValueError as error:  # an unknown skeleton
+                raise InputFileError(str(error), path) from None
+    return clips
+
+
+def retarget_picture(clip: dict, fitted: dict, path, frames: int = 4, device: str = "cpu") -> None:
+    """Fitted meshes with the (scale-aligned) mocap skeleton drawn over them, a few frames."""
+    body = AnnyBody()
+    names = list(RETARGET_POINTS)
+    landmarks = [body.joint_names.index(RETARGET_POINTS[n]) for n in names]
+    edges = [(names.index(a), names.index(b)) for a, b in SEGMENTS]
+    count = len(fitted["frames"])
+    if count == 0:
+        return
+    picks = np.linspace(0, count - 1, min(frames, count)).round().astype(int)
+    lookup = {int(f): i for i, f in enumerate(clip["frames"])}
+    tiles = []
+    with torch.no_grad():
+        for k in picks:
+            output = body(fitted["rotations"][k : k + 1].float(), torch.as_tensor(fitted["shape"])[None])
+            anny = output.joints[0, landmarks].numpy()
+            source = clip["points"][lookup[int(fitted["frames"][k])]]
+            a, s = anny - anny[:1], source - source[:1]
+            scale = (a * s).sum() / (s * s).sum()
+            overlay = s * scale + anny[:1]
+            tiles.append(render_mesh(output.vertices[0].numpy(), output.faces.numpy(), size=(300, 400),
+                                     camera="front", joints=overlay, edges=edges))
+    save_png(path, np.concatenate(tiles, axis=1))

@@ -9,12 +9,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
+from PIL import Image, ImageDraw
 
 from meshpose.body import AnnyBody, body_joints
-from meshpose.data.cameras import CameraRanges, project, sample_cameras, to_camera, visibility
+from meshpose.data.cameras import (
+    CameraRanges,
+    project,
+    sample_cameras,
+    to_camera,
+    visibility,
+)
 from meshpose.data.detector_noise import NoiseConfig, add_detector_noise
 from meshpose.data.posebank import PoseBank, load_shipped_pose_bank
+from meshpose.joints import get_joint_set
+from meshpose.viz import overlay_mesh, save_png
 
 
 @dataclass
@@ -114,12 +124,6 @@ def draw_samples(n: int, path, seed: int = 0, joint_set: str = "coco17", columns
     """A PNG grid of ``n`` samples: each tile shows the mesh projected by the sample's camera,
     the noisy 2D keypoints (red; hollow when confidence < 0.3) and the skeleton, cropped around
     the person (black outside the camera's image)."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    from meshpose.joints import get_joint_set
-    from meshpose.viz import overlay_mesh, save_png
-
     engine = SampleEngine(config=SampleConfig(joint_set=joint_set))
     batch = engine.sample(n, torch.Generator().manual_seed(seed))
     faces = engine.body.faces.numpy()

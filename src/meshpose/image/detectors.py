@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from meshpose.errors import MeshposeError
+from meshpose.io.keypoints import read_keypoints
 from meshpose.joints import _both_sides, _make, convert, get_joint_set
 
 _MEDIAPIPE_NAMES = (
@@ -134,8 +135,6 @@ class KeypointFileDetector:
     """
 
     def __init__(self, path, joint_set: str | None = None):
-        from meshpose.io.keypoints import read_keypoints
-
         data = read_keypoints(path, joint_set=joint_set)
         self.path = path
         self.joint_set = data.joint_set

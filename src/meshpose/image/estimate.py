@@ -10,9 +10,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from meshpose.body import AnnyBody, body_joints
 from meshpose.errors import UnknownNameError
+from meshpose.estimators import load_estimator
 from meshpose.geometry.camera import fit_translation, focal_from_field_of_view, project
-from meshpose.image.detectors import to_joint_set
+from meshpose.image.detectors import MediaPipePose, to_joint_set
+from meshpose.models.regressor import INPUT_SETS
 
 #: Detections at or above this confidence count in the translation fit and the re-projection
 #: error; MediaPipe's visibility is about 0.5 where a joint is as likely hidden as not.
@@ -60,10 +63,6 @@ class ImageBodyEstimator:
 
     def __init__(self, detector=None, model: str = "default", joint_set: str = "coco17",
                  focal_length: float | None = None, device: str = "cpu", video: bool = False):
-        from meshpose.body import AnnyBody
-        from meshpose.models.regressor import INPUT_SETS
-        from meshpose.predict import load_estimator
-
         if joint_set not in INPUT_SETS:
             raise UnknownNameError(f"the models read {', '.join(INPUT_SETS)}; got joint set {joint_set!r}")
         self._detector = detector
@@ -77,8 +76,6 @@ class ImageBodyEstimator:
     @property
     def detector(self):
         if self._detector is None:
-            from meshpose.image.detectors import MediaPipePose
-
             self._detector = MediaPipePose(video=self._video)
         return self._detector
 
@@ -146,8 +143,6 @@ class ImageBodyEstimator:
     def pose_body(self, pose: np.ndarray, shape: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Root-relative ``(vertices (N, V, 3), joints (N, J, 3))`` of body-model parameters
         (for the regressor's outputs after smoothing)."""
-        from meshpose.body import body_joints
-
         bodies = self.body(torch.as_tensor(pose, dtype=torch.float32, device=self.device),
                            torch.as_tensor(shape, dtype=torch.float32, device=self.device))
         root = bodies.joint("bone:root")[:, None]

@@ -9,7 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
+from meshpose.body import POSE_JOINTS, SHAPE_NAMES
+from meshpose.image.estimate import CONFIDENT
+from meshpose.io.atomic import atomic_write_text
+from meshpose.io.meshes import write_mesh
 from meshpose.joints import get_joint_set
+from meshpose.viz import draw_keypoints, overlay_mesh, save_png
 
 #: Colours of the overlay's keypoints: detected, and the estimate re-projected.
 DETECTED_COLOR = (60, 220, 90)
@@ -19,9 +24,6 @@ PROJECTED_COLOR = (235, 60, 60)
 def overlay_picture(image: np.ndarray, result: dict, person: int, faces: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8: ``image`` with person ``person`` of ``result`` (from
     :class:`~meshpose.image.estimate.ImageBodyEstimator`) drawn over it."""
-    from meshpose.image.estimate import CONFIDENT
-    from meshpose.viz import draw_keypoints, overlay_mesh
-
     joint_set = get_joint_set(result["joint_set"])
     vertices = result["vertices"][person] + result["cam_t"][person]
     picture = overlay_mesh(image, vertices, faces, result["focal"], result["principal"])
@@ -35,8 +37,6 @@ def overlay_picture(image: np.ndarray, result: dict, person: int, faces: np.ndar
 
 def person_document(result: dict, person: int, source: str, frame: int | None = None) -> dict:
     """The JSON document of one person (see the module docstring)."""
-    from meshpose.body import POSE_JOINTS, SHAPE_NAMES
-
     joint_set = get_joint_set(result["joint_set"])
 
     def listed(values, digits=5):
@@ -80,10 +80,6 @@ def _number(value) -> float | None:
 def write_person_files(folder: Path, stem: str, image: np.ndarray, result: dict, faces: np.ndarray,
                        source: str, frame: int | None = None, meshes: bool = True) -> list[Path]:
     """Write every person's files of one image into ``folder``; returns the paths written."""
-    from meshpose.io.atomic import atomic_write_text
-    from meshpose.io.meshes import write_mesh
-    from meshpose.viz import save_png
-
     written = []
     for person in range(len(result["keypoints2d"])):
         base = Path(folder) / f"{stem}_person{person:02d}"

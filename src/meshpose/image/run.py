@@ -6,15 +6,22 @@ no output; the run goes on with the next file.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
 from meshpose.errors import InputFileError, MeshposeError
+from meshpose.geometry.camera import project
 from meshpose.image import smoothing
+from meshpose.image.estimate import ImageBodyEstimator, reprojection_errors
+from meshpose.image.outputs import write_person_files
+from meshpose.io.atomic import atomic_write_text, staged_folder
 from meshpose.io.images import is_video, list_media, open_video, read_image
 
 #: Frames per second assumed for a video whose container does not say.
@@ -54,9 +61,6 @@ def _stems(paths: list[Path]) -> dict[Path, str]:
 
 def process_image(path: Path, stem: str, out_dir: Path, estimator, meshes: bool = True) -> MediaReport:
     """Detect, estimate and write the people of one image (all its files or none)."""
-    from meshpose.image.outputs import write_person_files
-    from meshpose.io.atomic import staged_folder
-
     report = MediaReport(str(path), "image")
     image = read_image(path)
     result = estimator(image)
@@ -86,13 +90,6 @@ def smooth_frames(frames: list[dict | None], fps: float, estimator, settings: di
             None where nobody was found.
         settings: :class:`~meshpose.image.smoothing.OneEuroFilter` settings.
     """
-    import itertools
-
-    import torch
-
-    from meshpose.geometry.camera import project
-    from meshpose.image.estimate import reprojection_errors
-
     singles = [i for i, result in enumerate(frames) if _single(result)]
     # Consecutive indices share index - position: one group per run.
     for _, group in itertools.groupby(enumerate(singles), key=lambda pair: pair[1] - pair[0]):
@@ -130,11 +127,6 @@ def process_video(path: Path, stem: str, out_dir: Path, estimator, meshes: bool 
                   smooth: dict | None = None, progress: bool = True) -> MediaReport:
     """Estimate every frame of a video, smooth (``smooth``: :class:`OneEuroFilter` settings, or
     None), then write ``<out_dir>/<stem>/frame<F>_person<P>.*`` (all or none)."""
-    from tqdm import tqdm
-
-    from meshpose.image.outputs import write_person_files
-    from meshpose.io.atomic import staged_folder
-
     video = open_video(path)
     fps = video.fps or DEFAULT_FPS
     frames: list[dict | None] = []
@@ -182,11 +174,6 @@ def process(inputs, out_dir, estimator=None, meshes: bool = True, smooth: dict |
     Raises:
         InputFileError: an input path is missing, or a folder holds no image or video.
     """
-    from tqdm import tqdm
-
-    from meshpose.image.estimate import ImageBodyEstimator
-    from meshpose.io.atomic import atomic_write_text
-
     paths = [p for item in ([inputs] if isinstance(inputs, (str, Path)) else inputs) for p in list_media(item)]
     out_dir = Path(out_dir)
     errors = sys.stderr if errors is None else errors

@@ -16,7 +16,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import roma
 import torch
+
+from meshpose.metrics import acceleration_error
 
 #: Defaults chosen on the synthetic video of ``benchmarks/bench_image.py`` (30 fps).
 MIN_CUTOFF = 1.0  # Hz
@@ -72,8 +75,6 @@ def one_euro(sequence, fps: float, **settings) -> np.ndarray:
 
 def one_euro_rotations(rotations, fps: float, **settings) -> np.ndarray:
     """Filter a (T, ..., 3, 3) sequence of rotation matrices; each result is a rotation."""
-    import roma
-
     filtered = torch.from_numpy(one_euro(rotations, fps, **settings))
     return roma.special_procrustes(filtered).numpy()
 
@@ -82,8 +83,6 @@ def jitter(joints, fps: float) -> float:
     """Mean magnitude of the joints' acceleration, ``|x_{t+1} - 2 x_t + x_{t-1}| * fps^2``,
     over joints and frames: (T, J, 3) in metres -> metres / s^2 (0 for fewer than 3 frames).
     The acceleration error against a body standing still."""
-    from meshpose.metrics import acceleration_error
-
     joints = np.asarray(joints, dtype=np.float64)
     if len(joints) < 3:
         return 0.0

@@ -5,10 +5,14 @@ from importlib import resources
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 
 from meshpose.errors import MeshposeError, UnknownNameError
 
-__all__ = ["model_file_format", "read_model_file"]
+__all__ = ["SHIPPED_MODELS", "model_file_format", "read_model_file"]
+
+#: Shipped 2D-keypoints-to-body models, by name: files in ``meshpose/assets``.
+SHIPPED_MODELS = {"default": "regressor_default.safetensors", "pose2mesh": "pose2mesh_default.safetensors"}
 
 
 def _model_path(name_or_path: str, shipped: dict[str, str]) -> Path:
@@ -22,8 +26,6 @@ def _model_path(name_or_path: str, shipped: dict[str, str]) -> Path:
 
 def model_file_format(name_or_path: str, shipped: dict[str, str]) -> str:
     """The header's ``format`` of a shipped or user-given model file ("" when it has none)."""
-    from safetensors import safe_open
-
     path = _model_path(name_or_path, shipped)
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -46,8 +48,6 @@ def read_model_file(name_or_path: str, shipped: dict[str, str], format_name: str
         UnknownNameError: neither a shipped name nor an existing file.
         MeshposeError: unreadable file, or a header of another format.
     """
-    from safetensors import safe_open
-
     path = _model_path(name_or_path, shipped)
     try:
         with safe_open(str(path), framework="pt") as f:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 __all__ = [
@@ -281,8 +282,6 @@ def hungarian_distance_loss(pred: torch.Tensor, gt: torch.Tensor, reduction: str
     Returns:
         The loss in the points' units (summed over the N points).
     """
-    from scipy.optimize import linear_sum_assignment
-
     if pred.shape != gt.shape or pred.ndim != 3:
         raise ValueError(f"pred and gt must both be (B, N, 3), got {tuple(pred.shape)} and {tuple(gt.shape)}")
     cost = torch.cdist(pred.detach().double(), gt.detach().double()).cpu().numpy()

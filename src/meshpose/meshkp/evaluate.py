@@ -10,19 +10,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from meshpose.meshkp.model_file import load_mesh_keypoint_model
+from meshpose.meshkp.point_task import (
+    MeshKeypointTask,
+    PointDataConfig,
+    evaluate_real,
+    evaluate_synthetic,
+)
+
 __all__ = ["point_model_rows", "print_keypoint_table"]
 
 
 def point_model_rows(dataset: str | Path, model: str = "default", synthetic: int = 512) -> list[dict]:
     """Table rows of the shipped point model (test split; held-out synthetic bodies)."""
-    from meshpose.meshkp.api import load_mesh_keypoint_model
-    from meshpose.meshkp.point_task import (
-        MeshKeypointTask,
-        PointDataConfig,
-        evaluate_real,
-        evaluate_synthetic,
-    )
-
     network = load_mesh_keypoint_model(model)
     data = PointDataConfig(dataset=str(dataset), points=network.points)
     task = MeshKeypointTask()

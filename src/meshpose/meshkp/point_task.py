@@ -19,8 +19,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from meshpose import metrics
+from meshpose.body import AnnyBody, body_joints
+from meshpose.data.posebank import PoseBank, load_shipped_pose_bank
+from meshpose.data.samples import ShapeRanges
 from meshpose.errors import MeshposeError
+from meshpose.joints import get_joint_set
+from meshpose.meshkp.anny_parts import Y_UP, seed12_regressor
 from meshpose.meshkp.pointnet import OUTPUT_SETS, MeshKeypointNet, output_names
+from meshpose.meshkp.segdata import read_dataset
+from meshpose.meshkp.split import split_of
 from meshpose.meshkp.surface import normalise_points, random_yaw, sample_surface
 
 N_SEED = 12
@@ -59,9 +67,6 @@ class MeshKeypointTask:
     def _real(self, data: PointDataConfig, split: str, device):
         key = ("real", data.dataset, split, str(device))
         if key not in self._cache:
-            from meshpose.meshkp.segdata import read_dataset
-            from meshpose.meshkp.split import split_of
-
             everything = read_dataset(data.dataset)
             keep = [i for i, n in enumerate(everything["names"]) if split_of(n) == split]
             if not keep:
@@ -82,10 +87,6 @@ class MeshKeypointTask:
     def _synthetic(self, data: PointDataConfig, device):
         key = ("synthetic", data.bank, tuple(data.exclude_clips), str(device))
         if key not in self._cache:
-            from meshpose.body import AnnyBody
-            from meshpose.data.posebank import PoseBank, load_shipped_pose_bank
-            from meshpose.meshkp.anny_parts import Y_UP, seed12_regressor
-
             bank = PoseBank.load(data.bank) if data.bank else load_shipped_pose_bank()
             train, held_out = bank.split_clips(data.exclude_clips)
             body = AnnyBody().to(device)
@@ -97,9 +98,6 @@ class MeshKeypointTask:
     def synthetic_meshes(self, data: PointDataConfig, generator: torch.Generator, count: int, device,
                          poses: str = "train"):
         """Random Anny bodies, y up: vertices (B, V, 3) m, faces (F, 3), seed12 (B, 12, 3), centres (B, C, 3)."""
-        from meshpose.body import body_joints
-        from meshpose.data.samples import ShapeRanges
-
         synthetic = self._synthetic(data, device)
         bank = synthetic[poses]
         index = torch.randint(len(bank), (count,), generator=generator, device=generator.device).to(device)
@@ -176,8 +174,6 @@ def evaluate_real(model, data: PointDataConfig, split: str, device, task: MeshKe
                   seed: int = 0) -> dict[str, float]:
     """Seed12 on real meshes of a split: Hungarian-matched PCK@0.1/0.05 and PCM (the reference's
     protocol), labelled PCK and the share of paired joints put on the right side."""
-    from meshpose import metrics
-
     task = task or MeshKeypointTask()
     vertices, faces, keypoints, diagonal = task._real(data, split, device)
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -197,8 +193,6 @@ def evaluate_real(model, data: PointDataConfig, split: str, device, task: MeshKe
 def side_correct(pred: torch.Tensor, truth: torch.Tensor) -> float:
     """Share of the paired seed12 joints (shoulders ... ankles) nearer their own side's true joint
     than the other side's. pred, truth: (B, 12, 3)."""
-    from meshpose.joints import get_joint_set
-
     names = get_joint_set("seed12").names
     pairs = [(names.index(n), names.index(n.replace("left_", "right_"))) for n in names if n.startswith("left_")]
     left, right = torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs])

@@ -3,7 +3,7 @@ mesh-keypoints dataset built by ``meshpose data build-keypoints``, with the fixe
 of :mod:`meshpose.meshkp.split`.
 
     meshpose train configs/meshkp_seed.yaml data.dataset=/work/kpdata
-    python -m meshpose.meshkp.seed_task RUN_DIR DATASET [--split test] [--weights best|final]
+    meshpose eval-reference RUN_DIR DATASET [--split test] [--weights best|final]
 
 Every mesh and its keypoints are normalised (centroid, bounding-box diagonal), so the loss and
 every distance reported are fractions of the mesh's bounding-box diagonal. Training samples are
@@ -12,16 +12,16 @@ resumed run sees the same data.
 """
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from torch import nn
 
+from meshpose import metrics
 from meshpose.errors import MeshposeError
 from meshpose.meshkp.edgecnn import (
     N_KEYPOINTS,
@@ -36,8 +36,9 @@ from meshpose.meshkp.edgecnn import (
 )
 from meshpose.meshkp.segdata import read_dataset
 from meshpose.meshkp.split import split_of
+from meshpose.train.config import config_from_dict
 
-__all__ = ["SeedDataset", "SeedEdgeTask", "evaluate_seed", "load_seed_dataset", "main"]
+__all__ = ["SeedDataset", "SeedEdgeTask", "evaluate_seed", "load_seed_dataset"]
 
 
 @dataclass
@@ -133,8 +134,6 @@ def _predict(model: nn.Module, data: SeedDataset, indices, device, chunk: int = 
 
 def _scores(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     """PCK@0.1, PCK@0.05, PCM(0.9) at 0.1 and the mean matched distance (fractions of the diagonal)."""
-    from meshpose import metrics
-
     if not len(gt):
         raise MeshposeError("no meshes in this split")
     return {
@@ -232,17 +231,13 @@ class SeedEdgeTask:
 
 def load_run_model(run_dir: str | Path, weights: str = "best") -> tuple[nn.Module, object]:
     """The model of a ``meshkp_seed`` run folder with its final (``model.pt``) or best weights."""
-    import yaml
-
-    from meshpose.train.config import config_from_dict
-    from meshpose.train.tasks import TASKS
-
     run_dir = Path(run_dir)
     saved = run_dir / "config.yaml"
     if not saved.exists():
         raise MeshposeError("not a run folder (no config.yaml)", run_dir)
-    config = config_from_dict(yaml.safe_load(saved.read_text()), source=str(saved))
-    model = TASKS[config.task].build_model(config.model, config.data)
+    task = SeedEdgeTask()
+    config = config_from_dict(yaml.safe_load(saved.read_text()), source=str(saved), tasks={"meshkp_seed": task})
+    model = task.build_model(config.model, config.data)
     if weights == "best":
         path = run_dir / "checkpoints" / "best.pt"
         if not path.exists():
@@ -273,28 +268,11 @@ HEADER = ("| run | n_edges | features | weights | split | meshes | PCK@0.1 | PCK
           "|---|---|---|---|---|---|---|---|---|---|")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m meshpose.meshkp.seed_task RUN_DIR DATASET``: a Markdown table row of test scores."""
-    parser = argparse.ArgumentParser(prog="python -m meshpose.meshkp.seed_task", description=main.__doc__)
-    parser.add_argument("run_dir")
-    parser.add_argument("dataset")
-    parser.add_argument("--split", default="test", choices=("train", "val", "test"))
-    parser.add_argument("--weights", default="best", choices=("best", "final"))
-    parser.add_argument("--no-header", action="store_true")
-    args = parser.parse_args(argv)
-    try:
-        model, config = load_run_model(args.run_dir, args.weights)
-        scores = evaluate_seed(model, args.dataset, args.split)
-    except MeshposeError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    if not args.no_header:
-        print(HEADER)
-    print(f"| {Path(args.run_dir).name} | {config.model.n_edges} | {config.model.features} | {args.weights} | "
-          f"{args.split} | {scores['n']} | {scores['pck10']:.3f} | {scores['pck05']:.3f} | {scores['pcm']:.3f} | "
-          f"{scores['mean_distance']:.4f} |")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def score_row(run_dir: str | Path, dataset: str | Path, split: str = "test", weights: str = "best") -> str:
+    """``meshpose eval-reference RUN_DIR DATASET``: a Markdown row (under :data:`HEADER`) of a
+    trained reference run's scores on one split of the keypoint dataset."""
+    model, config = load_run_model(run_dir, weights)
+    scores = evaluate_seed(model, dataset, split)
+    return (f"| {Path(run_dir).name} | {config.model.n_edges} | {config.model.features} | {weights} | "
+            f"{split} | {scores['n']} | {scores['pck10']:.3f} | {scores['pck05']:.3f} | {scores['pcm']:.3f} | "
+            f"{scores['mean_distance']:.4f} |")

@@ -40,8 +40,12 @@ from pathlib import Path
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
+from tqdm import tqdm
 
 from meshpose.errors import InputFileError, MeshposeError
+from meshpose.io._util import sorted_files
+from meshpose.io.atomic import atomic_write_bytes, atomic_write_text
+from meshpose.io.meshes import read_mesh
 from meshpose.joints import get_joint_set
 
 __all__ = ["PARTS", "KeypointResult", "build_dataset", "extract_keypoints", "meshcnn_edges", "read_dataset",
@@ -320,8 +324,6 @@ def extract_keypoints(vertices, faces, edge_labels) -> KeypointResult:
 
 def _find_pairs(seg_dir: Path) -> list[tuple[Path, Path]]:
     """``(mesh.obj, labels.eseg)`` for every mesh in ``seg_dir/meshes``, in name order."""
-    from meshpose.io._util import sorted_files
-
     if not seg_dir.is_dir():
         raise InputFileError("folder not found" if not seg_dir.exists() else "is not a folder", seg_dir)
     for sub in ("meshes", "seg"):
@@ -357,8 +359,6 @@ def read_dataset(folder: str | os.PathLike) -> dict:
         MeshposeError: no folder given, or no ``keypoints.csv`` in it; InputFileError: a listed
             mesh is missing or unreadable.
     """
-    from meshpose.io.meshes import read_mesh
-
     if not str(folder):
         raise MeshposeError("set data.dataset to a folder built by meshpose data build-keypoints")
     folder = Path(folder)
@@ -395,11 +395,6 @@ def build_dataset(seg_dir: str | os.PathLike, out_dir: str | os.PathLike, progre
             mesh, or an ``.eseg`` with a wrong label count or labels outside 1..8.
         MeshposeError: ``out_dir`` is a file or cannot be written.
     """
-    from tqdm import tqdm
-
-    from meshpose.io.atomic import atomic_write_bytes, atomic_write_text
-    from meshpose.io.meshes import read_mesh
-
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise MeshposeError("output must be a folder", out)

@@ -6,7 +6,19 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from meshpose.models.regressor import INPUT_SETS, KeypointRegressor, to_slots
+from meshpose import metrics
+from meshpose.body import body_joints
+from meshpose.data.posebank import PoseBank, load_shipped_pose_bank
+from meshpose.data.samples import SampleConfig, SampleEngine
+from meshpose.models.export import export_regressor
+from meshpose.models.inference import load_regressor
+from meshpose.models.regressor import (
+    INPUT_SETS,
+    SLOTS,
+    KeypointRegressor,
+    slot_index,
+    to_slots,
+)
 
 
 @dataclass
@@ -34,9 +46,6 @@ class Key2MeshDataConfig:
 
 def project_slots(body, prediction: dict) -> torch.Tensor:
     """(B, S, 2) the predicted body's slot joints under the predicted weak-perspective camera."""
-    from meshpose.body import body_joints
-    from meshpose.models.regressor import SLOTS, slot_index
-
     output = body(prediction["pose"].float(), prediction["shape"].float(), vertices=False)
     root = output.joint("bone:root")[:, None]
     points = output.joints.new_zeros(output.joints.shape[0], len(SLOTS), 3)
@@ -49,6 +58,7 @@ def project_slots(body, prediction: dict) -> torch.Tensor:
 class Key2MeshTask:
     ModelConfig = Key2MeshModelConfig
     DataConfig = Key2MeshDataConfig
+    export = staticmethod(export_regressor)  #: ``meshpose export RUN_DIR -o FILE``
 
     def __init__(self):
         self._engines = {}
@@ -56,9 +66,6 @@ class Key2MeshTask:
     def _engine(self, data: Key2MeshDataConfig, joint_set: str, device):
         key = (str(device), joint_set, data.bank, tuple(data.exclude_clips))
         if key not in self._engines:
-            from meshpose.data.posebank import PoseBank, load_shipped_pose_bank
-            from meshpose.data.samples import SampleConfig, SampleEngine
-
             bank = PoseBank.load(data.bank) if data.bank else load_shipped_pose_bank()
             bank = bank.split_clips(data.exclude_clips)[0]
             shared = next((e.body for e in self._engines.values() if str(e.device) == str(device)), None)
@@ -68,8 +75,6 @@ class Key2MeshTask:
     def build_model(self, model: Key2MeshModelConfig, data: Key2MeshDataConfig) -> nn.Module:
         regressor = KeypointRegressor(model.hidden, model.blocks, model.iterations, model.dropout)
         if model.init:
-            from meshpose.predict import load_regressor
-
             regressor.load_state_dict(load_regressor(model.init).state_dict())
         return regressor
 
@@ -89,8 +94,6 @@ class Key2MeshTask:
                 "data": data}
 
     def _body_targets(self, body, pose, shape, stride):
-        from meshpose.body import body_joints
-
         output = body(pose, shape)
         root = output.joint("bone:root")[:, None]
         joints = torch.cat([body_joints(output, "h36m17"), body_joints(output, "coco17")], 1) - root
@@ -120,8 +123,6 @@ class Key2MeshTask:
 
     @torch.no_grad()
     def validate(self, model: nn.Module, data: Key2MeshDataConfig, device) -> dict[str, float]:
-        from meshpose import metrics
-
         generator = torch.Generator(device=device).manual_seed(987_654_321)
         results = {}
         for joint_set in ("coco17", "mpii16"):

@@ -20,6 +20,7 @@ from torch import nn
 
 from meshpose.body import POSE_JOINTS, SHAPE_NAMES
 from meshpose.body.landmarks import SURFACE_SETS
+from meshpose.errors import UnknownNameError
 from meshpose.geometry.rotations import sixd_to_rotmat
 from meshpose.joints import get_joint_set
 
@@ -46,8 +47,6 @@ def slot_index(joint_set: str) -> torch.Tensor:
     """(J,) the slot of each joint of ``joint_set``."""
     kind = "surface" if joint_set in SURFACE_SETS else "centre"
     if joint_set not in INPUT_SETS:
-        from meshpose.errors import UnknownNameError
-
         raise UnknownNameError(f"the regressor reads {', '.join(INPUT_SETS)}; got {joint_set!r}")
     return torch.tensor([SLOTS.index(f"{kind}:{j}") for j in get_joint_set(joint_set).names])
 

@@ -12,16 +12,25 @@ from dataclasses import fields
 
 import torch
 
-from meshpose.errors import MeshposeError
+from meshpose.body import AnnyBody
+from meshpose.errors import MeshposeError, UnknownNameError
+from meshpose.geometry.camera import translation_from_2d_3d
+from meshpose.io.weights import read_model_file
+from meshpose.joints import get_joint_set
+from meshpose.models.regressor import to_slots
+from meshpose.pose2mesh.build import (
+    Pose2MeshDataConfig,
+    Pose2MeshModelConfig,
+    build_pose2mesh,
+)
+from meshpose.pose2mesh.losses import fit_joint_regressor, regress_joints
 
 FORMAT = "meshpose-pose2mesh-1"
 
-__all__ = ["FORMAT", "Pose2MeshPredictor", "load_pose2mesh", "pose2mesh_file_extras"]
+__all__ = ["FORMAT", "Pose2MeshPredictor", "load_pose2mesh", "pose2mesh_estimator", "pose2mesh_file_extras"]
 
 
 def _config_sections(model_settings: dict, data_settings: dict):
-    from meshpose.pose2mesh.task import Pose2MeshDataConfig, Pose2MeshModelConfig
-
     def build(cls, settings):
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in settings.items() if k in names})
@@ -37,10 +46,6 @@ def _hierarchy_clusters(net) -> torch.Tensor:
 
 def pose2mesh_file_extras(config: dict) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     """Header entries and extra tensors that make a ``pose2mesh`` run's weights a model file."""
-    from meshpose.body import AnnyBody
-    from meshpose.pose2mesh.losses import fit_joint_regressor
-    from meshpose.pose2mesh.task import build_pose2mesh
-
     model, data = _config_sections(config["model"], config["data"])
     body = AnnyBody()
     net = build_pose2mesh(model, data, body.faces.cpu().numpy())
@@ -74,9 +79,6 @@ class Pose2MeshPredictor:
     def regressor(self, joint_set: str) -> torch.Tensor:
         """The ``(K, V)`` regressor of any joint set: shipped for MeshNet's skeleton joints,
         otherwise fitted to the Anny body once (a few seconds)."""
-        from meshpose.joints import get_joint_set
-        from meshpose.pose2mesh.losses import fit_joint_regressor
-
         name = get_joint_set(joint_set).name
         if name not in self._regressors:
             self._regressors[name] = fit_joint_regressor(self.body, name).to(self.device)
@@ -84,17 +86,11 @@ class Pose2MeshPredictor:
 
     def joints(self, vertices: torch.Tensor, joint_set: str) -> torch.Tensor:
         """``(B, K, 3)`` joints of ``joint_set`` regressed from ``(B, V, 3)`` vertices."""
-        from meshpose.pose2mesh.losses import regress_joints
-
         return regress_joints(vertices, self.regressor(joint_set))
 
     @torch.no_grad()
     def __call__(self, keypoints: torch.Tensor, joint_set: str) -> dict[str, torch.Tensor]:
-        from meshpose.models.regressor import to_slots
-
         if joint_set not in self.input_sets:
-            from meshpose.errors import UnknownNameError
-
             raise UnknownNameError(f"this Pose2Mesh model reads {', '.join(self.input_sets)}; got {joint_set!r}")
         return self.from_slots(to_slots(keypoints, joint_set))
 
@@ -112,10 +108,6 @@ class Pose2MeshPredictor:
 def load_pose2mesh(name_or_path: str, device: str | torch.device = "cpu", shipped: dict | None = None,
                    body=None) -> Pose2MeshPredictor:
     """A :class:`Pose2MeshPredictor` from a shipped name or a model file."""
-    from meshpose.body import AnnyBody
-    from meshpose.io.weights import read_model_file
-    from meshpose.pose2mesh.task import build_pose2mesh
-
     header, state = read_model_file(name_or_path, shipped or {}, FORMAT, "Pose2Mesh model")
     data_settings = json.loads(header["data"])
     model, data = _config_sections(json.loads(header["model"]), data_settings)
@@ -129,3 +121,25 @@ def load_pose2mesh(name_or_path: str, device: str | torch.device = "cpu", shippe
     regressor = state.pop("joint_regressor")
     net.load_state_dict(state)
     return Pose2MeshPredictor(net, regressor, data.joint_set, data.input_sets, body).to(device)
+
+
+def pose2mesh_estimator(predictor: Pose2MeshPredictor, joint_set: str, sets):
+    """``estimate(batch, intrinsics) -> {key: (B, ...) tensor}`` of a Pose2Mesh predictor, with
+    the keys of :func:`meshpose.predict.predict`'s results: ``batch`` is ``(B, J, 3)`` keypoints
+    of ``joint_set``, ``intrinsics`` ``(focal (B, 2), principal (B, 2))`` or None (then no
+    ``cam_t``), ``sets`` the output joint sets. ``pose`` and ``shape`` are ``(B, 0)``: Pose2Mesh
+    regresses vertices, not body-model parameters."""
+
+    def estimate_pose2mesh(batch, intrinsics):
+        out = predictor(batch, joint_set)
+        vertices = out["vertices"]
+        values = {"vertices": vertices, "pose": vertices.new_zeros(len(batch), 0),
+                  "shape": vertices.new_zeros(len(batch), 0)}
+        for name in sets:
+            values[f"joints3d_{name}"] = predictor.joints(vertices, name)
+        if intrinsics is not None:
+            skeleton = predictor.joints(vertices, predictor.joint_set)
+            values["cam_t"] = translation_from_2d_3d(skeleton, out["joints2d"], *intrinsics)
+        return values
+
+    return estimate_pose2mesh

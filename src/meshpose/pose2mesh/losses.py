@@ -17,7 +17,12 @@ the way SMPL's H36M regressor maps SMPL vertices to H36M joint centres.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
+from scipy.optimize import nnls
+
+from meshpose.body import body_joints
+from meshpose.data.posebank import load_shipped_pose_bank
 
 __all__ = ["edge_length_loss", "fit_joint_regressor", "joint_l1", "normal_loss", "regress_joints",
            "vertex_l1"]
@@ -82,8 +87,6 @@ _REGRESSORS: dict[tuple, torch.Tensor] = {}
 def _random_bodies(body, samples: int, generator: torch.Generator, bank=None):
     """Vertices ``(N, V, 3)`` and the pose rotations of ``samples`` random bodies: poses drawn
     from the (shipped CMU) pose bank, phenotypes uniform in ``[0, 1]^6``."""
-    from meshpose.data.posebank import load_shipped_pose_bank
-
     bank = bank or load_shipped_pose_bank()
     index = torch.randint(len(bank), (samples,), generator=generator)
     rotations = bank.rotation_matrices(index.numpy())
@@ -111,11 +114,6 @@ def fit_joint_regressor(body, joint_set: str = "h36m17", samples: int = 300, see
     Cached in memory per (body class, vertex count, arguments) when ``cache``. Takes ~1-3 s on
     CPU for the defaults. Returns a float32 CPU tensor.
     """
-    import numpy as np
-    from scipy.optimize import nnls
-
-    from meshpose.body import body_joints
-
     key = (type(body).__name__, int(body.faces.max()) + 1, joint_set, samples, seed, neighbours,
            ridge, nonnegative)
     if cache and key in _REGRESSORS:

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .chebconv import ChebConv
-from .graph import MeshHierarchy, edges_adjacency, scaled_laplacian
+from meshpose.models.regressor import normalise
+from meshpose.pose2mesh.chebconv import ChebConv
+from meshpose.pose2mesh.graph import MeshHierarchy, edges_adjacency, scaled_laplacian
 
 __all__ = ["MeshNet", "Pose2Mesh", "PoseNet", "default_widths"]
 
@@ -201,8 +202,6 @@ class Pose2Mesh(nn.Module):
         return self
 
     def forward(self, slots: torch.Tensor) -> dict[str, torch.Tensor]:
-        from meshpose.models.regressor import normalise
-
         normalised, confidence, centre, size = normalise(slots)
         lifted = self.posenet(torch.cat([normalised, confidence[..., None]], dim=-1))
         out = {"joints2d": lifted[..., :2], "joints3d": lifted[..., 2:], "centre": centre, "size": size}

@@ -21,13 +21,27 @@ PoseNet's joints (stage 1) or of the joints regressed from the mesh, and PVE (st
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from meshpose.models.regressor import INPUT_SETS, SLOTS, to_slots
+from meshpose import metrics
+from meshpose.body import AnnyBody
+from meshpose.data.posebank import PoseBank, load_shipped_pose_bank
+from meshpose.data.samples import SampleConfig, SampleEngine
+from meshpose.errors import MeshposeError
+from meshpose.io.weights import read_model_file
+from meshpose.models.export import TRAINING_DATA, read_run, save_model_file
+from meshpose.models.regressor import to_slots
+from meshpose.pose2mesh.build import (
+    STAGES,
+    Pose2MeshDataConfig,
+    Pose2MeshModelConfig,
+    build_pose2mesh,
+)
+from meshpose.pose2mesh.inference import FORMAT, pose2mesh_file_extras
 from meshpose.pose2mesh.losses import (
     edge_length_loss,
     fit_joint_regressor,
@@ -36,43 +50,7 @@ from meshpose.pose2mesh.losses import (
     regress_joints,
     vertex_l1,
 )
-
-STAGES = ("posenet", "meshnet")
-
-
-@dataclass
-class Pose2MeshModelConfig:
-    posenet_width: int = 1024
-    posenet_blocks: int = 2
-    posenet_dropout: float = 0.5
-    posenet_init: str = ""  #: stage meshnet: the stage-1 run folder (its model.pt or last checkpoint)
-    init: str = ""  #: stage meshnet: start both networks from this Pose2Mesh model file (fine-tuning)
-    levels: int = 7  #: coarsening levels of the mesh hierarchy (levels + 1 graphs)
-    n_levels: int = 0  #: hierarchy levels MeshNet uses (finest first); 0 = all (levels + 1)
-    widths: list[int] = field(default_factory=list)  #: width per used level, finest first; [] = default_widths
-    joint_width: int = 128
-    blocks: int = 1  #: residual Chebyshev blocks per graph level
-    K: int = 3  #: Chebyshev polynomial order
-    hierarchy_seed: int = 0
-    cache_dir: str = "~/.cache/meshpose"  #: where the mesh hierarchy .npz is cached
-
-
-@dataclass
-class Pose2MeshDataConfig:
-    stage: str = "meshnet"  #: "posenet" or "meshnet": what a batch holds and which network trains
-    input_sets: list[str] = field(default_factory=lambda: list(INPUT_SETS))
-    joint_set: str = "h36m17"  #: MeshNet's skeleton graph and PoseNet's output joints
-    bank: str = ""  #: pose bank .npz; "" = the CMU bank shipped in the package
-    held_out_clips: list[str] = field(default_factory=lambda: ["cmu/13/", "cmu/14/"])  #: validation only
-    regressor_samples: int = 300  #: random bodies for fitting the vertex-to-joint regressor
-    val_size: int = 512
-    val_batch: int = 64
-    loss_joints3d: float = 1.0  #: stage posenet
-    loss_joints2d: float = 1.0  #: stage posenet
-    loss_vertices: float = 1.0  #: stage meshnet
-    loss_joints: float = 1.0
-    loss_normal: float = 0.1
-    loss_edge: float = 1.0
+from meshpose.train.checkpoint import read_run_weights
 
 
 def project_pixels(points: torch.Tensor, focal: torch.Tensor, principal: torch.Tensor) -> torch.Tensor:
@@ -86,32 +64,14 @@ def to_box_units(pixels: torch.Tensor, centre: torch.Tensor, size: torch.Tensor)
     return (pixels - centre[:, None]) / (size[:, None, None] / 2)
 
 
-def build_pose2mesh(model, data, faces, posenet_only: bool = False, freeze_posenet: bool = False):
-    """The :class:`~meshpose.pose2mesh.models.Pose2Mesh` of a config (``model``, ``data``
-    sections) for a mesh with ``faces`` (F, 3); its graph hierarchy is built or read from
-    ``model.cache_dir``."""
-    from meshpose.joints import get_joint_set
-    from meshpose.pose2mesh.graph import MeshHierarchy
-    from meshpose.pose2mesh.models import MeshNet, Pose2Mesh, PoseNet
-
-    joints = get_joint_set(data.joint_set)
-    posenet = PoseNet(len(SLOTS), len(joints), width=model.posenet_width, blocks=model.posenet_blocks,
-                      dropout=model.posenet_dropout, in_channels=3, out_channels=5)
-    if posenet_only:
-        return Pose2Mesh(posenet)
-    n_vertices = int(faces.max()) + 1
-    path = (Path(model.cache_dir).expanduser()
-            / f"pose2mesh_v{n_vertices}_f{len(faces)}_l{model.levels}_s{model.hierarchy_seed}.npz")
-    hierarchy = MeshHierarchy.cached(faces, path, n_vertices, levels=model.levels, seed=model.hierarchy_seed)
-    meshnet = MeshNet(joints.edges, len(joints), hierarchy, widths=model.widths or None,
-                      joint_width=model.joint_width, K=model.K, blocks=model.blocks, in_features=5,
-                      n_levels=model.n_levels or None)
-    return Pose2Mesh(posenet, meshnet, freeze_posenet=freeze_posenet)
-
-
 class Pose2MeshTask:
     ModelConfig = Pose2MeshModelConfig
     DataConfig = Pose2MeshDataConfig
+
+    @staticmethod
+    def export(run_dir: str | Path, out: str | Path) -> Path:
+        """``meshpose export RUN_DIR -o FILE``: a second-stage run as a Pose2Mesh model file."""
+        return export_pose2mesh(run_dir, out)
 
     def __init__(self):
         self._engines, self._regressors = {}, {}
@@ -122,9 +82,6 @@ class Pose2MeshTask:
         key = (str(device), input_set, data.joint_set, data.bank, tuple(data.held_out_clips), held_out,
                with_vertices)
         if key not in self._engines:
-            from meshpose.data.posebank import PoseBank, load_shipped_pose_bank
-            from meshpose.data.samples import SampleConfig, SampleEngine
-
             bank = PoseBank.load(data.bank) if data.bank else load_shipped_pose_bank()
             bank = bank.split_clips(data.held_out_clips)[1 if held_out else 0]
             shared = next((e.body for e in self._engines.values() if str(e.device) == str(device)), None)
@@ -142,28 +99,19 @@ class Pose2MeshTask:
     @staticmethod
     def _check_stage(data: Pose2MeshDataConfig) -> None:
         if data.stage not in STAGES:
-            from meshpose.errors import MeshposeError
-
             raise MeshposeError(f"data.stage must be one of {', '.join(STAGES)}; got {data.stage!r}")
 
     # ------------------------------------------------------------------ task interface
     def build_model(self, model: Pose2MeshModelConfig, data: Pose2MeshDataConfig) -> nn.Module:
-        from meshpose.body import AnnyBody
-
         self._check_stage(data)
         if data.stage == "posenet":
             return build_pose2mesh(model, data, None, posenet_only=True)
         net = build_pose2mesh(model, data, AnnyBody().faces.cpu().numpy(), freeze_posenet=True)
         if model.posenet_init:
-            from meshpose.train.checkpoint import read_run_weights
-
             state, _ = read_run_weights(Path(model.posenet_init).expanduser())
             net.posenet.load_state_dict({k.removeprefix("posenet."): v for k, v in state.items()
                                          if k.startswith("posenet.")})
         if model.init:
-            from meshpose.io.weights import read_model_file
-            from meshpose.pose2mesh.inference import FORMAT
-
             _, state = read_model_file(model.init, {}, FORMAT, "Pose2Mesh model")
             net.load_state_dict({k: v for k, v in state.items() if k.startswith(("posenet.", "meshnet."))})
         return net
@@ -217,8 +165,6 @@ class Pose2MeshTask:
     def validate(self, model: nn.Module, data: Pose2MeshDataConfig, device) -> dict[str, float]:
         """Held-out poses, coco17 input, ``val_size`` samples with a fixed seed (see the module
         docstring)."""
-        from meshpose import metrics
-
         engine = self._engine(data, "coco17", device, held_out=True)
         regressor = None
         if data.stage == "meshnet":
@@ -244,3 +190,12 @@ class Pose2MeshTask:
                   if k != "pve" or regressor is not None}
         result["val/loss"] = result["val/mpjpe_mm"] / 1000
         return result
+
+
+def export_pose2mesh(run_dir: str | Path, out: str | Path) -> Path:
+    """A ``pose2mesh`` (second stage) run as a Pose2Mesh model file (``meshpose-pose2mesh-1``):
+    the weights plus the fitted vertex-to-joint regressor and the mesh hierarchy's clusters."""
+    config, state, step = read_run(run_dir)
+    extra_header, extra_state = pose2mesh_file_extras(config)
+    header = {"model": json.dumps(config["model"]), "training_data": TRAINING_DATA, **extra_header}
+    return save_model_file(run_dir, out, config, {**state, **extra_state}, step, header)

@@ -16,6 +16,7 @@ import os
 import random
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,15 +24,14 @@ import torch
 
 from meshpose.errors import MeshposeError
 from meshpose.io.atomic import atomic_write, atomic_write_text
+from meshpose.version import __version__
 
 _STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
 
 
 def code_version() -> str:
     """meshpose's version, plus the git commit (and '+dirty') when run from a checkout."""
-    import meshpose
-
-    version = meshpose.__version__
+    version = __version__
     source = Path(__file__).resolve().parent
     try:
         commit = subprocess.run(
@@ -80,7 +80,6 @@ def atomic_torch_save(obj, path: Path) -> None:
             torch.save(obj, handle)
             pause = os.environ.get("MESHPOSE_TEST_CHECKPOINT_PAUSE")
             if pause:  # lets tests kill a process in the middle of a save
-                import time
 
                 handle.flush()
                 time.sleep(float(pause))

@@ -2,7 +2,7 @@
 
 A config file has fixed sections (``run``, ``train``, ``optim``, ``schedule``, ``checkpoint``)
 and two sections whose fields belong to the task (``model``, ``data``); ``task`` names the task
-in :data:`meshpose.train.tasks.TASKS`. Every key is checked: an unknown or mistyped key, or a
+in the table the caller passes (:data:`meshpose.tasks.TASKS` for ``meshpose train``). Every key is checked: an unknown or mistyped key, or a
 value of the wrong type, stops with one line that names the file and lists the valid keys.
 
     meshpose train configs/toy.yaml optim.lr=1e-4 train.batch_size=256
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from typing import Any
 import yaml
 
 from meshpose.errors import MeshposeError
+from meshpose.io.atomic import atomic_write_text
+from meshpose.train.task import Task
 
 
 @dataclass
@@ -110,8 +113,9 @@ class Config:
         return result
 
 
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read a YAML config, apply ``section.key=value`` overrides, validate.
+def load_config(path: str | Path, overrides: Sequence[str] = (), *, tasks: Mapping[str, Task]) -> Config:
+    """Read a YAML config, apply ``section.key=value`` overrides, validate against the sections of
+    its task in ``tasks`` (task name -> task).
 
     Raises:
         MeshposeError: missing/unreadable file, unknown task, section or key, wrong type.
@@ -131,21 +135,20 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise MeshposeError("a config file must be a mapping of sections", path)
     for override in overrides:
         _apply_override(raw, override, path)
-    return config_from_dict(raw, source=str(path))
+    return config_from_dict(raw, source=str(path), tasks=tasks)
 
 
-def config_from_dict(raw: dict, source: str = "") -> Config:
-    """Validate a nested dict (e.g. a saved ``config.yaml``) into a :class:`Config`."""
-    from meshpose.train.tasks import TASKS
-
+def config_from_dict(raw: dict, source: str = "", *, tasks: Mapping[str, Task]) -> Config:
+    """Validate a nested dict (e.g. a saved ``config.yaml``) into a :class:`Config` of a task in
+    ``tasks`` (task name -> task)."""
     where = source or None
     raw = dict(raw)
     task_name = raw.pop("task", None)
     if task_name is None:
-        raise MeshposeError(f"missing 'task'; choose from {', '.join(TASKS)}", where)
-    if task_name not in TASKS:
-        raise MeshposeError(f"unknown task {task_name!r}; choose from {', '.join(TASKS)}", where)
-    task = TASKS[task_name]
+        raise MeshposeError(f"missing 'task'; choose from {', '.join(tasks)}", where)
+    if task_name not in tasks:
+        raise MeshposeError(f"unknown task {task_name!r}; choose from {', '.join(tasks)}", where)
+    task = tasks[task_name]
     schemas = {**FIXED_SECTIONS, "model": task.ModelConfig, "data": task.DataConfig}
     unknown = set(raw) - set(schemas)
     if unknown:
@@ -166,8 +169,6 @@ def config_from_dict(raw: dict, source: str = "") -> Config:
 
 def save_config(config: Config, path: str | Path) -> None:
     """Write the resolved config as YAML, atomically."""
-    from meshpose.io.atomic import atomic_write_text
-
     atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as torch_dist
 
+from meshpose.errors import MeshposeError
+
 
 @dataclass
 class Distributed:
@@ -54,8 +56,6 @@ def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
         preference = "cuda" if torch.cuda.is_available() else "cpu"
     if preference.startswith("cuda"):
         if not torch.cuda.is_available():
-            from meshpose.errors import MeshposeError
-
             raise MeshposeError("run.device is cuda but no GPU is available")
         return torch.device("cuda", local_rank if preference == "cuda" else torch.device(preference).index)
     return torch.device(preference)

@@ -10,20 +10,32 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Mapping
 from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from torch import nn
 
 from meshpose.errors import MeshposeError
-from meshpose.train.checkpoint import CheckpointManager, code_version, rng_state, set_rng_state
+from meshpose.train.checkpoint import (
+    CheckpointManager,
+    code_version,
+    rng_state,
+    set_rng_state,
+)
 from meshpose.train.config import Config, config_from_dict, save_config
 from meshpose.train.distributed import Distributed, init_distributed
-from meshpose.train.logs import CSVLogger, ProgressBar, TensorBoardWriter, write_metrics_json
-from meshpose.train.tasks import TASKS, process_rows
+from meshpose.train.logs import (
+    CSVLogger,
+    ProgressBar,
+    TensorBoardWriter,
+    write_metrics_json,
+)
+from meshpose.train.task import Task, process_rows
 
 
 def build_optimizer(parameters, optim) -> torch.optim.Optimizer:
@@ -101,38 +113,40 @@ def _better(value: float, best: float | None, mode: str) -> bool:
     return best is None or (value < best if mode == "min" else value > best)
 
 
-def train(config: Config | None = None, resume: str | Path | None = None,
-          run_dir: str | Path | None = None) -> Path:
-    """Train ``config``'s task, or resume the run in ``resume``; returns the run folder.
+def train(config: Config, task: Task, run_dir: str | Path | None = None) -> Path:
+    """Train ``task`` (the task named by ``config.task``) with ``config`` in a new run folder
+    (``run_dir``, default ``run.output_dir/run.name-<time>``); returns the run folder.
 
     The run folder gets ``config.yaml`` (resolved), ``checkpoints/``, ``metrics.csv``,
     ``tensorboard/``, ``metrics.json`` (final) and ``model.pt`` (final weights).
     """
-    if resume is not None:
-        run_dir = Path(resume)
-        saved = run_dir / "config.yaml"
-        if not saved.exists():
-            raise MeshposeError("not a run folder (no config.yaml)", run_dir)
-        import yaml
-
-        config = config_from_dict(yaml.safe_load(saved.read_text()), source=str(saved))
-        if CheckpointManager(run_dir).last() is None:
-            raise MeshposeError("no checkpoint to resume from", run_dir)
-    if config is None:
-        raise ValueError("train() needs a config or a run folder to resume")
-
     dist = init_distributed(config.run.device)
     try:
-        task = TASKS[config.task]
-        if resume is None:
-            run_dir = dist.broadcast_object(Path(run_dir) if run_dir else new_run_dir(config))
-            if dist.is_main:
-                if run_dir.exists() and any(run_dir.iterdir()):
-                    raise MeshposeError("run folder exists and is not empty; use --resume", run_dir)
-                run_dir.mkdir(parents=True, exist_ok=True)
-                save_config(config, run_dir / "config.yaml")
-            dist.barrier()
-        return _run(config, task, Path(run_dir), resume is not None, dist)
+        run_dir = dist.broadcast_object(Path(run_dir) if run_dir else new_run_dir(config))
+        if dist.is_main:
+            if run_dir.exists() and any(run_dir.iterdir()):
+                raise MeshposeError("run folder exists and is not empty; use --resume", run_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(config, run_dir / "config.yaml")
+        dist.barrier()
+        return _run(config, task, Path(run_dir), False, dist)
+    finally:
+        dist.shutdown()
+
+
+def resume(run_dir: str | Path, tasks: Mapping[str, Task]) -> Path:
+    """Continue the run in ``run_dir`` from its last checkpoint with its saved config; its task is
+    looked up in ``tasks`` (task name -> task). Returns the run folder."""
+    run_dir = Path(run_dir)
+    saved = run_dir / "config.yaml"
+    if not saved.exists():
+        raise MeshposeError("not a run folder (no config.yaml)", run_dir)
+    config = config_from_dict(yaml.safe_load(saved.read_text()), source=str(saved), tasks=tasks)
+    if CheckpointManager(run_dir).last() is None:
+        raise MeshposeError("no checkpoint to resume from", run_dir)
+    dist = init_distributed(config.run.device)
+    try:
+        return _run(config, tasks[config.task], run_dir, True, dist)
     finally:
         dist.shutdown()
 

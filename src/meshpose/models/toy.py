@@ -1,24 +1,19 @@
-"""What can be trained: a plain dict of tasks, picked by the config's ``task`` key.
-
-A task supplies the typed ``model`` and ``data`` config sections and four functions::
-
-    build_model(model_cfg, data_cfg) -> nn.Module
-    make_batch(data_cfg, generator, batch_size, device, rows) -> batch
-    loss(model, batch) -> (scalar loss, {name: float})
-    validate(model, data_cfg, device) -> {"val/<name>": float}
-
-``make_batch`` draws the random numbers of a whole global batch of ``batch_size`` samples from
-``generator`` (seeded by the engine from the run seed and the step number, so data is the same
-after a resume and on every process), then builds only the samples in ``rows`` (a slice: this
-process's share under DDP), so that the expensive part of sample generation is split across
-processes while the data stay identical to a single-process run.
-"""
+"""Two small tasks for the training engine: ``toy_regression`` (a fixed smooth function, seconds on
+a CPU: the engine's own tests train it) and ``lift_anny_toy`` (2D -> 3D lifting on Anny bodies
+generated on the training device: the engine's throughput benchmark trains it)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
+import roma
 import torch
 from torch import nn
+
+from meshpose.body import POSE_JOINTS, AnnyBody, body_joints
+from meshpose.joints import get_joint_set
+
+__all__ = ["LiftAnnyToy", "ToyRegression"]
 
 
 @dataclass
@@ -122,14 +117,10 @@ class LiftAnnyToy:
     def _body(self, device):
         key = str(device)
         if key not in self._bodies:
-            from meshpose.body import AnnyBody
-
             self._bodies[key] = AnnyBody().to(device)
         return self._bodies[key]
 
     def build_model(self, model: LiftModelConfig, data: LiftDataConfig) -> nn.Module:
-        from meshpose.joints import get_joint_set
-
         joints = len(get_joint_set(data.joint_set))
         return nn.Sequential(
             nn.Linear(2 * joints, model.hidden),
@@ -139,12 +130,6 @@ class LiftAnnyToy:
 
     def make_batch(self, data: LiftDataConfig, generator: torch.Generator, batch_size: int, device,
                    rows: slice = slice(None)):
-        import math
-
-        import roma
-
-        from meshpose.body import POSE_JOINTS, body_joints
-
         body = self._body(device)
         rotvec = torch.randn(batch_size, len(POSE_JOINTS), 3, generator=generator)
         rotvec = rotvec * math.radians(data.pose_std_deg)
@@ -178,28 +163,3 @@ class LiftAnnyToy:
         batch = self.make_batch(data, torch.Generator().manual_seed(987_654_321), data.val_size, device)
         error = (model(batch["x"]).float() - batch["y"]).view(data.val_size, -1, 3).norm(dim=-1).mean()
         return {"val/loss": float(error), "val/mpjpe_mm": float(error) * 1000}
-
-
-def process_rows(batch_size: int, rank: int, world_size: int) -> slice:
-    """This process's rows ``[rank * n / W, (rank + 1) * n / W)`` of a global batch of n."""
-    if batch_size % world_size:
-        raise ValueError(f"global batch {batch_size} does not split over {world_size} processes")
-    share = batch_size // world_size
-    return slice(rank * share, (rank + 1) * share)
-
-
-from meshpose.models.key2mesh_task import Key2MeshTask  # noqa: E402  (after the helpers above)
-from meshpose.meshkp.seed_task import SeedEdgeTask  # noqa: E402
-from meshpose.meshkp.point_task import MeshKeypointTask  # noqa: E402
-from meshpose.pose2mesh.task import Pose2MeshTask  # noqa: E402
-from meshpose.adapt.task import AdaptTask  # noqa: E402
-
-TASKS: dict[str, object] = {
-    "toy_regression": ToyRegression(),
-    "lift_anny_toy": LiftAnnyToy(),
-    "key2mesh": Key2MeshTask(),
-    "meshkp_seed": SeedEdgeTask(),
-    "meshkp_points": MeshKeypointTask(),
-    "pose2mesh": Pose2MeshTask(),
-    "adapt": AdaptTask(),
-}

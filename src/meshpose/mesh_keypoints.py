@@ -14,57 +14,30 @@ import numpy as np
 import torch
 
 from meshpose.errors import MeshposeError, UnknownNameError
-from meshpose.meshkp.pointnet import OUTPUT_SETS, MeshKeypointNet, output_names
+from meshpose.io.atomic import atomic_write_text
+from meshpose.io.meshes import list_mesh_files, read_mesh
+from meshpose.joints import get_joint_set
+from meshpose.meshkp.model_file import load_mesh_keypoint_model
+from meshpose.meshkp.point_task import predict_points
+from meshpose.meshkp.pointnet import OUTPUT_SETS, output_names
 from meshpose.meshkp.surface import sample_surface
+from meshpose.viz.render import render_views, save_png
 
-__all__ = ["export_mesh_keypoint_model", "load_mesh_keypoint_model", "mesh_keypoints", "write_keypoints_json"]
+__all__ = ["UP_AXES", "mesh_keypoints", "mesh_keypoints_files", "render_keypoints", "write_keypoints_json"]
 
-MODELS = {"default": "mesh_keypoints_default.safetensors"}
-FORMAT = "meshpose-meshkp-1"
-TRAINING_DATA = ("human_seg meshes (MIT animation, FAUST, Adobe Fuse; research use), train split of "
-                 "meshpose.meshkp.split; Anny bodies (Apache-2.0/CC0) in CMU motion-capture poses "
-                 "(free for any use), CMU subjects 13 and 14 held out")
-_UP = {"x": ((1, 0, 2), (-1, 1, 1)), "y": ((0, 1, 2), (1, 1, 1)), "z": ((0, 2, 1), (1, 1, -1)),
-       "-y": ((0, 1, 2), (1, -1, -1)), "-z": ((0, 2, 1), (1, -1, 1))}
-_models: dict = {}
-
-
-def export_mesh_keypoint_model(state: dict, model_config: dict, out: str | Path, metrics: dict | None = None,
-                               points: int = 1024) -> Path:
-    """Write a trained model's weights (float16) and settings as a shipped-style safetensors file."""
-    from safetensors.torch import save_file
-
-    tensors = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
-    header = {"format": FORMAT, "model": json.dumps(model_config), "points": str(points),
-              "training_data": TRAINING_DATA, "metrics": json.dumps(metrics or {})}
-    save_file(tensors, str(out), metadata=header)
-    return Path(out)
-
-
-def load_mesh_keypoint_model(name_or_path: str = "default", device: str = "cpu") -> MeshKeypointNet:
-    """The shipped model (``"default"``) or a file written by :func:`export_mesh_keypoint_model`."""
-    from meshpose.io.weights import read_model_file
-
-    key = (name_or_path, str(device))
-    if key in _models:
-        return _models[key]
-    header, state = read_model_file(name_or_path, MODELS, FORMAT, "mesh-keypoint model")
-    settings = json.loads(header["model"])
-    model = MeshKeypointNet(settings["neighbours"], settings["width"])
-    model.load_state_dict(state)
-    model.points = int(header.get("points", 1024))
-    _models[key] = model.to(device).eval()
-    return _models[key]
+#: The up axes a mesh may have, as (axis order, signs) that turn it y-up by a proper rotation.
+UP_AXES = {"x": ((1, 0, 2), (-1, 1, 1)), "y": ((0, 1, 2), (1, 1, 1)), "z": ((0, 2, 1), (1, 1, -1)),
+           "-y": ((0, 1, 2), (1, -1, -1)), "-z": ((0, 2, 1), (1, -1, 1))}
 
 
 def _to_y_up(vertices: np.ndarray, up: str) -> np.ndarray:
     """Reorder/flip axes so that ``up`` becomes +y (a proper rotation: no mirroring)."""
-    order, signs = _UP[up]
+    order, signs = UP_AXES[up]
     return vertices[:, order] * np.array(signs, dtype=vertices.dtype)
 
 
 def _from_y_up(points: np.ndarray, up: str) -> np.ndarray:
-    order, signs = _UP[up]
+    order, signs = UP_AXES[up]
     out = np.empty_like(points)
     out[:, list(order)] = points * np.array(signs, dtype=points.dtype)
     return out
@@ -73,8 +46,6 @@ def _from_y_up(points: np.ndarray, up: str) -> np.ndarray:
 def _as_mesh(mesh) -> tuple[np.ndarray, np.ndarray, str]:
     """(vertices, faces, source name) from a path, a trimesh, or a (vertices, faces) pair."""
     if isinstance(mesh, (str, Path)):
-        from meshpose.io.meshes import read_mesh
-
         loaded = read_mesh(mesh)
         return np.asarray(loaded.vertices, np.float64), np.asarray(loaded.faces, np.int64), str(mesh)
     if hasattr(mesh, "vertices") and hasattr(mesh, "faces"):
@@ -103,8 +74,8 @@ def mesh_keypoints(mesh, joint_set: str = "seed12", model: str = "default", up: 
     """
     if joint_set not in OUTPUT_SETS:
         raise UnknownNameError(f"mesh-keypoints gives {', '.join(OUTPUT_SETS)}; got {joint_set!r}")
-    if up not in _UP:
-        raise UnknownNameError(f"up must be one of {', '.join(_UP)}; got {up!r}")
+    if up not in UP_AXES:
+        raise UnknownNameError(f"up must be one of {', '.join(UP_AXES)}; got {up!r}")
     vertices, faces, source = _as_mesh(mesh)
     if vertices.ndim != 2 or vertices.shape[1] != 3 or len(vertices) < 3:
         raise MeshposeError(f"vertices must be (V >= 3, 3), got {vertices.shape}", source)
@@ -126,8 +97,6 @@ def mesh_keypoints(mesh, joint_set: str = "seed12", model: str = "default", up: 
     points, normals = sample_surface(unit[None], torch.from_numpy(faces).to(device), network.points, generator)
     if (points.amax(1) - points.amin(1)).norm() == 0:
         raise MeshposeError("mesh has no surface area", source)
-    from meshpose.meshkp.point_task import predict_points
-
     joints, confidence = predict_points(network, points, normals)
     joints = joints * size + torch.from_numpy(centre).to(joints)
     names = output_names()
@@ -138,9 +107,8 @@ def mesh_keypoints(mesh, joint_set: str = "seed12", model: str = "default", up: 
 
 
 def write_keypoints_json(result: dict, path: str | Path) -> Path:
-    """DESIGN.md's mesh-keypoints JSON, written atomically."""
-    from meshpose.io.atomic import atomic_write_text
-
+    """The mesh-keypoints JSON (``joint_set``, ``units``, ``keypoints`` and ``confidence`` by joint
+    name), written atomically."""
     document = {"joint_set": result["joint_set"], "units": "same as the input mesh",
                 "keypoints": {n: [round(float(v), 6) for v in p] for n, p in zip(result["names"], result["keypoints"])},
                 "confidence": {n: round(float(c), 4) for n, c in zip(result["names"], result["confidence"])}}
@@ -152,22 +120,20 @@ def write_keypoints_json(result: dict, path: str | Path) -> Path:
 
 def render_keypoints(vertices: np.ndarray, faces: np.ndarray, result: dict, up: str = "y") -> np.ndarray:
     """(H, W, 3) uint8 front and side views of the mesh with its joints and skeleton."""
-    from meshpose.joints import get_joint_set
-    from meshpose.viz.render import render_views
-
     joint_set = get_joint_set(result["joint_set"])
     return render_views(_to_y_up(vertices, up), faces, views=("front", "side"), up_axis="y",
                         joints=_to_y_up(np.asarray(result["keypoints"]), up), edges=joint_set.edges)
 
 
-def cmd_mesh_keypoints(args) -> int:
-    from meshpose.io.meshes import list_mesh_files
-    from meshpose.viz.render import save_png
-
-    source = Path(args.input)
+def mesh_keypoints_files(input_path: str | Path, output: str | Path, joint_set: str = "seed12",
+                         model: str = "default", up: str = "y", png: str | Path | None = None,
+                         device: str = "cpu") -> list[Path]:
+    """``meshpose mesh-keypoints``: the JSON (and with ``png`` a picture) of one mesh file, or of
+    every mesh in a folder (then ``output`` and ``png`` are folders); the files written."""
+    source = Path(input_path)
     folder = source.is_dir()
     inputs = list_mesh_files(source) if folder else [source]
-    output = Path(args.output)
+    output = Path(output)
     if folder and output.suffix.lower() == ".json":
         raise MeshposeError("a folder of meshes needs an output folder, not a .json file", output)
     if not folder and output.suffix.lower() != ".json":
@@ -176,30 +142,16 @@ def cmd_mesh_keypoints(args) -> int:
     results = []
     for path in inputs:
         vertices, faces, _ = _as_mesh(path)
-        results.append((path, vertices, faces, mesh_keypoints((vertices, faces), args.joint_set, args.model,
-                                                              args.up, device=args.device or "cpu")))
+        results.append((path, vertices, faces, mesh_keypoints((vertices, faces), joint_set, model, up,
+                                                              device=device)))
+    written = []
     for path, vertices, faces, result in results:
         target = output / f"{path.stem}.json" if folder else output
         target.parent.mkdir(parents=True, exist_ok=True)
-        print(write_keypoints_json(result, target))
-        if args.png:
-            picture = Path(args.png) / f"{path.stem}.png" if folder else Path(args.png)
+        written.append(write_keypoints_json(result, target))
+        if png:
+            picture = Path(png) / f"{path.stem}.png" if folder else Path(png)
             picture.parent.mkdir(parents=True, exist_ok=True)
-            save_png(picture, render_keypoints(vertices, faces, result, args.up))
-            print(picture)
-    return 0
-
-
-def add_mesh_keypoints_command(commands) -> None:
-    parser = commands.add_parser(
-        "mesh-keypoints", help="3D human mesh -> labelled body joints",
-        description="Estimate body joints on human meshes of any topology (OBJ/PLY/OFF/GLB/STL) with "
-                    "the shipped point model; keypoints in the mesh's own coordinates and units.")
-    parser.add_argument("input", help="a mesh file or a folder of them")
-    parser.add_argument("-o", "--output", required=True, help="JSON file (one mesh) or folder (a folder)")
-    parser.add_argument("--joint-set", default="seed12", choices=OUTPUT_SETS)
-    parser.add_argument("--up", default="y", choices=tuple(_UP), help="the meshes' up axis (default y)")
-    parser.add_argument("--png", default=None, help="picture of mesh and joints (a folder for a folder)")
-    parser.add_argument("--model", default="default", help="shipped model name or model file")
-    parser.add_argument("--device", default=None, help="cpu or cuda")
-    parser.set_defaults(run=cmd_mesh_keypoints)
+            save_png(picture, render_keypoints(vertices, faces, result, up))
+            written.append(picture)
+    return written

@@ -1,0 +1,50 @@
+"""The keypoint regressor at inference: loading its model file, and the estimate function that
+turns keypoints into bodies with it (what ``meshpose predict`` runs for the default model)."""
+from __future__ import annotations
+
+import json
+
+import torch
+
+from meshpose.body import body_joints
+from meshpose.io.weights import SHIPPED_MODELS, read_model_file
+from meshpose.models.regressor import (
+    KeypointRegressor,
+    root_from_weak_perspective,
+    to_slots,
+)
+
+FORMAT = "meshpose-regressor-1"
+
+__all__ = ["FORMAT", "load_regressor", "regressor_estimator"]
+
+
+def load_regressor(name_or_path: str = "default", device: str | torch.device = "cpu") -> KeypointRegressor:
+    """A :class:`~meshpose.models.regressor.KeypointRegressor` with shipped or saved weights, in
+    eval mode on ``device``."""
+    header, state = read_model_file(name_or_path, SHIPPED_MODELS, FORMAT, "regressor")
+    settings = json.loads(header["model"])
+    model = KeypointRegressor(settings["hidden"], settings["blocks"], settings["iterations"])
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+def regressor_estimator(regressor, body, joint_set: str, sets):
+    """``estimate(batch, intrinsics) -> {key: (B, ...) tensor}`` for an in-memory regressor and
+    body, with the keys of :func:`meshpose.predict.predict`'s results: ``batch`` is ``(B, J, 3)``
+    keypoints of ``joint_set``, ``intrinsics`` ``(focal (B, 2), principal (B, 2))`` or None
+    (then no ``cam_t``), ``sets`` the output joint sets. Vertices and joints are root-relative."""
+
+    def estimate_regressor(batch, intrinsics):
+        out = regressor(to_slots(batch, joint_set))
+        bodies = body(out["pose"], out["shape"])
+        root = bodies.joint("bone:root")[:, None]
+        values = {"vertices": bodies.vertices - root, "pose": out["pose"], "shape": out["shape"],
+                  "camera": out["camera"]}
+        for name in sets:
+            values[f"joints3d_{name}"] = body_joints(bodies, name) - root
+        if intrinsics is not None:
+            values["cam_t"] = root_from_weak_perspective(out["camera"], out["centre"], out["size"], *intrinsics)
+        return values
+
+    return estimate_regressor
