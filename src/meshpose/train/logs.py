@@ -1,11 +1,9 @@
 """The training engine's logs: TensorBoard event files, a CSV of scalars, a final JSON, a progress bar.
 
-Everything here is dependency-free beyond ``tqdm`` (already a meshpose dependency):
-
-* :class:`TensorBoardWriter` writes TensorBoard scalar event files *without* the
-  ``tensorboard`` package (TFRecord framing, CRC32C and the few protobuf fields of ``Event``
-  are encoded by hand); :func:`read_scalars` reads them back (CRC-checked), for tests and for
-  people without TensorBoard.
+* :class:`TensorBoardWriter` writes scalars to TensorBoard event files through
+  ``torch.utils.tensorboard.SummaryWriter`` (which needs the ``tensorboard`` package, a
+  meshpose dependency). To read them back without the TensorBoard UI, use TensorBoard's
+  ``tensorboard.backend.event_processing.event_accumulator.EventAccumulator``.
 * :class:`CSVLogger` appends one row of scalars per call to a CSV file, flushed row by row.
 * :func:`write_metrics_json` writes a final metrics file atomically.
 * :class:`ProgressBar` is a thin ``tqdm`` wrapper showing loss, learning rate and samples/s.
@@ -15,12 +13,12 @@ Resuming a run
 A resumed run reuses the run folder:
 
 * ``TensorBoardWriter(run_dir / "tensorboard")`` starts a **new** event file next to the old
-  ones (file names start with a zero-padded Unix time, so name order is creation order).
-  TensorBoard merges every event file of a folder into one run. Steps logged after the last
-  checkpoint and before the crash are in the old file and are logged again by the resumed run;
-  pass ``purge_step=resumed_step + 1`` to write a ``SessionLog.START`` event, which tells
-  TensorBoard's event accumulator (and :func:`read_scalars`) to drop the older points with
-  ``step >= purge_step``.
+  ones (``events.out.tfevents.<unix time>.<host>.<pid>.<n>``: name order, in which TensorBoard
+  reads them, is creation order); TensorBoard merges every event file of a folder into one
+  run. Steps logged after the last checkpoint and before the crash are in the old file and are
+  logged again by the resumed run; pass ``purge_step=resumed_step + 1`` (``SummaryWriter``'s
+  own ``purge_step``) to write a ``SessionLog.START`` event, which tells TensorBoard's event
+  accumulator to drop the older points with ``step >= purge_step``.
 * ``CSVLogger(path)`` on an existing file with the same header appends; call
   ``truncate_after(resumed_step)`` first so the rows of the lost steps are not held twice.
 """
@@ -31,13 +29,13 @@ import io
 import json
 import math
 import os
-import socket
-import struct
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+from torch.utils.tensorboard import SummaryWriter
 
 from meshpose.io.atomic import atomic_write
 
@@ -45,255 +43,31 @@ __all__ = [
     "CSVLogger",
     "ProgressBar",
     "TensorBoardWriter",
-    "crc32c",
-    "masked_crc32c",
-    "read_events",
-    "read_scalars",
     "write_metrics_json",
 ]
 
 # --------------------------------------------------------------------------------------------
-# CRC32C (Castagnoli) and TFRecord framing
-# --------------------------------------------------------------------------------------------
-
-_CRC32C_POLY = 0x82F63B78  # reflected Castagnoli polynomial 0x1EDC6F41
-_MASK_DELTA = 0xA282EAD8
-_U32 = 0xFFFFFFFF
-
-
-def _crc32c_table() -> tuple[int, ...]:
-    """The 256-entry lookup table of the reflected CRC32C: the CRC of each single byte value."""
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ _CRC32C_POLY if crc & 1 else crc >> 1
-        table.append(crc)
-    return tuple(table)
-
-
-_CRC32C_TABLE = _crc32c_table()
-
-
-def crc32c(data: bytes, crc: int = 0) -> int:
-    """CRC32C (Castagnoli) of ``data``, as used by TFRecord files, iSCSI and ext4.
-
-    Args:
-        data: the bytes to check.
-        crc: the CRC of the bytes before ``data``, to continue a running checksum (0 to start).
-
-    Returns:
-        The checksum, an unsigned 32-bit int (``crc32c(b"123456789") == 0xE3069283``).
-    """
-    table = _CRC32C_TABLE
-    crc ^= _U32
-    for byte in data:
-        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc ^ _U32
-
-
-def masked_crc32c(data: bytes) -> int:
-    """TFRecord's masked CRC32C of ``data``: rotate right by 15 bits, add 0xA282EAD8 (mod 2**32).
-
-    Masking keeps a CRC computed over bytes that themselves hold CRCs well distributed.
-    """
-    crc = crc32c(data)
-    return ((((crc >> 15) | (crc << 17)) & _U32) + _MASK_DELTA) & _U32
-
-
-def _frame_record(data: bytes) -> bytes:
-    """One TFRecord: uint64 LE length, uint32 LE masked CRC of the length bytes, data, data CRC."""
-    length = struct.pack("<Q", len(data))
-    return (length + struct.pack("<I", masked_crc32c(length)) + data
-            + struct.pack("<I", masked_crc32c(data)))
-
-
-def _iter_records(path: Path) -> Iterator[bytes]:
-    """The records' payloads of a TFRecord file, CRC-checked.
-
-    A truncated *last* record (a writer killed in the middle of a write) ends the iteration
-    silently, as in TensorBoard; any CRC mismatch raises ``ValueError``.
-    """
-    with open(path, "rb") as handle:
-        offset = 0
-        while True:
-            header = handle.read(12)
-            if len(header) < 12:
-                return  # end of file, or a torn header
-            length_bytes, (length_crc,) = header[:8], struct.unpack("<I", header[8:])
-            if masked_crc32c(length_bytes) != length_crc:
-                raise ValueError(f"{path}: corrupted record length at byte {offset} (CRC mismatch)")
-            (length,) = struct.unpack("<Q", length_bytes)
-            body = handle.read(length + 4)
-            if len(body) < length + 4:
-                return  # torn last record
-            data, (data_crc,) = body[:length], struct.unpack("<I", body[length:])
-            if masked_crc32c(data) != data_crc:
-                raise ValueError(f"{path}: corrupted record data at byte {offset} (CRC mismatch)")
-            yield data
-            offset += 12 + length + 4
-
-
-# --------------------------------------------------------------------------------------------
-# The few protobuf encodings an Event needs
-# --------------------------------------------------------------------------------------------
-# Wire types: 0 varint, 1 fixed64, 2 length-delimited, 5 fixed32. A key is (field << 3) | type.
-
-
-def _varint(value: int) -> bytes:
-    """Protobuf base-128 varint; negative values as 64-bit two's complement (10 bytes)."""
-    if value < 0:
-        value += 1 << 64
-    out = bytearray()
-    while True:
-        low = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(low | 0x80)
-        else:
-            out.append(low)
-            return bytes(out)
-
-
-def _key(field: int, wire_type: int) -> bytes:
-    return _varint((field << 3) | wire_type)
-
-
-def _length_delimited(field: int, payload: bytes) -> bytes:
-    return _key(field, 2) + _varint(len(payload)) + payload
-
-
-def _float32(value: float) -> bytes:
-    """``value`` as a little-endian IEEE float32; magnitudes beyond float32 become +-inf."""
-    value = float(value)
-    try:
-        return struct.pack("<f", value)
-    except OverflowError:
-        return struct.pack("<f", math.copysign(math.inf, value))
-
-
-def _encode_event(wall_time: float, step: int, *, file_version: str | None = None,
-                  scalars: Mapping[str, float] | None = None,
-                  session_start: bool = False) -> bytes:
-    """Serialise one ``tensorflow.Event``.
-
-    Fields: ``wall_time`` (1, double, seconds since the Unix epoch), ``step`` (2, int64), then one
-    of ``file_version`` (3, string), ``summary`` (5, ``Summary{repeated Value value = 1}`` with
-    ``Value{string tag = 1; float simple_value = 2}``) or ``session_log`` (7,
-    ``SessionLog{status = 1}``, START = 1). ``wall_time`` and ``step`` are always written, even
-    when zero (valid protobuf; parsers accept explicit defaults).
-    """
-    out = _key(1, 1) + struct.pack("<d", float(wall_time)) + _key(2, 0) + _varint(int(step))
-    if file_version is not None:
-        out += _length_delimited(3, file_version.encode("utf-8"))
-    if scalars:
-        summary = b"".join(
-            _length_delimited(1, _length_delimited(1, str(tag).encode("utf-8"))
-                              + _key(2, 5) + _float32(value))
-            for tag, value in scalars.items()
-        )
-        out += _length_delimited(5, summary)
-    if session_start:
-        out += _length_delimited(7, _key(1, 0) + _varint(1))
-    return out
-
-
-def _fields(data: bytes) -> Iterator[tuple[int, int, Any]]:
-    """Decode one protobuf message into ``(field, wire_type, value)``.
-
-    ``value`` is an int for varints, ``bytes`` for the other wire types (8 bytes, 4 bytes or the
-    length-delimited payload). Raises ``ValueError`` on malformed input.
-    """
-    pos, end = 0, len(data)
-
-    def varint() -> int:
-        nonlocal pos
-        result = shift = 0
-        while True:
-            if pos >= end or shift > 63:
-                raise ValueError("malformed protobuf varint")
-            byte = data[pos]
-            pos += 1
-            result |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                return result
-            shift += 7
-
-    while pos < end:
-        key = varint()
-        field, wire_type = key >> 3, key & 7
-        if wire_type == 0:
-            value: Any = varint()
-        elif wire_type in (1, 5):
-            size = 8 if wire_type == 1 else 4
-            value, pos = data[pos:pos + size], pos + size
-        elif wire_type == 2:
-            size = varint()
-            value, pos = data[pos:pos + size], pos + size
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire_type}")
-        if pos > end:
-            raise ValueError("truncated protobuf field")
-        yield field, wire_type, value
-
-
-def _decode_event(data: bytes) -> dict:
-    """The fields of one serialised ``Event`` that meshpose writes (others are skipped)."""
-    event: dict = {"wall_time": 0.0, "step": 0, "file_version": None, "scalars": [],
-                   "session_start": False}
-    for field, wire_type, value in _fields(data):
-        if field == 1 and wire_type == 1:
-            event["wall_time"] = struct.unpack("<d", value)[0]
-        elif field == 2 and wire_type == 0:
-            event["step"] = value - (1 << 64) if value >= 1 << 63 else value
-        elif field == 3 and wire_type == 2:
-            event["file_version"] = value.decode("utf-8")
-        elif field == 5 and wire_type == 2:
-            for v_field, v_type, v_payload in _fields(value):
-                if v_field != 1 or v_type != 2:
-                    continue
-                tag, simple = None, None
-                for s_field, s_type, s_value in _fields(v_payload):
-                    if s_field == 1 and s_type == 2:
-                        tag = s_value.decode("utf-8")
-                    elif s_field == 2 and s_type == 5:
-                        simple = struct.unpack("<f", s_value)[0]
-                if tag is not None and simple is not None:
-                    event["scalars"].append((tag, simple))
-        elif field == 7 and wire_type == 2:
-            for l_field, l_type, l_value in _fields(value):
-                if l_field == 1 and l_type == 0 and l_value == 1:
-                    event["session_start"] = True
-    return event
-
-
-# --------------------------------------------------------------------------------------------
-# Writer and reader
+# TensorBoard
 # --------------------------------------------------------------------------------------------
 
 
 class TensorBoardWriter:
-    """Write TensorBoard scalar event files, without the ``tensorboard`` package.
+    """Write a run's scalars to TensorBoard event files, through ``SummaryWriter``.
 
-    Creates ``log_dir`` (and parents) and a new file
-    ``events.out.tfevents.<unix_time>.<hostname>.<pid>.meshpose`` in it, whose first record is
-    the ``file_version`` event ``"brain.Event:2"``. ``<unix_time>`` is the creation time in whole
-    seconds, zero-padded to 10 digits; if that name is taken (two writers in one second and one
-    process) the next second is used, so name order stays creation order.
-
-    Every ``add_scalar``/``add_scalars`` call writes one record and pushes it to the operating
-    system at once, so TensorBoard sees it live and a killed process loses at most a torn last
-    record (which readers skip). ``flush()`` additionally forces the file to disk.
+    Creates ``log_dir`` (and parents) and a new ``events.out.tfevents.*`` file in it.
+    ``SummaryWriter`` queues the events and writes them from a background thread: they reach
+    the file at least every two minutes (its ``flush_secs``) and on :meth:`flush` /
+    :meth:`close`, so a killed process can lose the last unflushed points.
 
     Resuming: a resumed run simply opens a new writer on the same folder; TensorBoard merges
-    the folder's event files. With ``purge_step`` the new file starts with a
-    ``SessionLog.START`` event at that step, which makes TensorBoard (and :func:`read_scalars`)
-    discard the points of the older files with ``step >= purge_step`` -- the steps logged after
-    the last checkpoint by the crashed run. Use ``purge_step = resumed_step + 1``.
+    the folder's event files. ``purge_step`` is passed to ``SummaryWriter``, which starts the
+    new file with a ``SessionLog.START`` event at that step; TensorBoard then discards the
+    points of the older files with ``step >= purge_step`` -- the steps logged after the last
+    checkpoint by the crashed run. Use ``purge_step = resumed_step + 1``.
 
     Args:
         log_dir: the folder of the event files (a run's ``tensorboard/``).
-        purge_step: see above; ``None`` (a fresh run) writes no ``SessionLog`` event.
+        purge_step: see above; ``None`` (a fresh run) purges nothing.
 
     Example::
 
@@ -301,132 +75,54 @@ class TensorBoardWriter:
             tb.add_scalars({"loss": 0.25, "lr": 1e-3}, step=100)
     """
 
-    FILE_VERSION = "brain.Event:2"
-
     def __init__(self, log_dir: str | os.PathLike, purge_step: int | None = None):
         self.log_dir = Path(log_dir)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        created = int(time.time())
-        host, pid = socket.gethostname() or "localhost", os.getpid()
-        while True:
-            path = self.log_dir / f"events.out.tfevents.{created:010d}.{host}.{pid}.meshpose"
-            try:
-                self._file: io.BufferedWriter | None = open(path, "xb")
-                break
-            except FileExistsError:
-                created += 1
-        self.path = path
-        self._write(_encode_event(time.time(), 0, file_version=self.FILE_VERSION))
-        if purge_step is not None:
-            self._write(_encode_event(time.time(), int(purge_step), session_start=True))
+        self._writer: SummaryWriter | None = SummaryWriter(
+            str(self.log_dir), purge_step=None if purge_step is None else int(purge_step))
 
-    def _write(self, event: bytes) -> None:
-        if self._file is None:
-            raise ValueError(f"{self.path}: TensorBoardWriter is closed")
-        self._file.write(_frame_record(event))
-        self._file.flush()
+    def add_scalars(self, scalars: Mapping[str, Any], step: int) -> None:
+        """Log the scalars of one step, each key as its own tag of this run.
 
-    def add_scalar(self, tag: str, value: float, step: int, wall_time: float | None = None) -> None:
-        """Log one scalar.
+        Unlike ``SummaryWriter.add_scalars`` this makes no sub-runs: it is one
+        ``add_scalar(tag, value, step)`` per key.
 
         Args:
-            tag: the chart name, e.g. ``"train/loss"`` (``/`` groups charts in TensorBoard).
-            value: a number (anything ``float()`` accepts: int, float, 0-d tensor or array); it
-                is stored as float32, as TensorBoard does.
+            scalars: ``{tag: value}``; tags like ``"train/loss"`` (``/`` groups charts in
+                TensorBoard); values anything ``float()`` accepts (int, float, numpy scalar,
+                0-d tensor), stored as float32 by TensorBoard.
             step: the global step (x axis), an int.
-            wall_time: seconds since the Unix epoch; ``None`` means now.
-        """
-        self.add_scalars({tag: value}, step, wall_time)
 
-    def add_scalars(self, scalars: Mapping[str, float], step: int,
-                    wall_time: float | None = None) -> None:
-        """Log several scalars of one step as one event (one record); see :meth:`add_scalar`.
-
-        Unlike PyTorch's ``SummaryWriter.add_scalars`` this writes each key as its own tag in
-        this run (no sub-runs).
+        Raises:
+            ValueError: the writer is closed.
         """
-        if not scalars:
-            return
-        values = {str(tag): float(value) for tag, value in scalars.items()}
-        self._write(_encode_event(time.time() if wall_time is None else wall_time, int(step),
-                                  scalars=values))
+        if self._writer is None:
+            raise ValueError(f"{self.log_dir}: TensorBoardWriter is closed")
+        for tag, value in scalars.items():
+            self._writer.add_scalar(str(tag), float(value), int(step))
 
     def flush(self) -> None:
-        """Force everything written so far to disk (``fsync``)."""
-        if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
+        """Write the queued events to the event file."""
+        if self._writer is not None:
+            self._writer.flush()
 
     def close(self) -> None:
-        """Flush and close the file; further writes raise ``ValueError``. Idempotent."""
-        if self._file is not None:
+        """Flush and close the event file; further writes raise ``ValueError``. Idempotent."""
+        if self._writer is not None:
             try:
-                self.flush()
+                self._writer.flush()
             finally:
-                self._file.close()
-                self._file = None
+                self._writer.close()
+                self._writer = None
 
     @property
     def closed(self) -> bool:
-        return self._file is None
+        return self._writer is None
 
     def __enter__(self) -> TensorBoardWriter:
         return self
 
     def __exit__(self, *exc_info) -> None:
         self.close()
-
-
-def _event_files(path_or_dir: str | os.PathLike) -> list[Path]:
-    path = Path(path_or_dir)
-    if path.is_dir():
-        return sorted(p for p in path.iterdir() if ".tfevents." in p.name and p.is_file())
-    if not path.exists():
-        raise FileNotFoundError(path)
-    return [path]
-
-
-def read_events(path: str | os.PathLike) -> list[dict]:
-    """Decode the events of one event file.
-
-    Returns:
-        One dict per record, in file order: ``wall_time`` (float, s), ``step`` (int),
-        ``file_version`` (str or None), ``scalars`` (list of ``(tag, value)``, values float32-
-        rounded) and ``session_start`` (bool: a ``SessionLog.START`` event).
-
-    Raises:
-        ValueError: a CRC mismatch or malformed protobuf (a torn *last* record is skipped).
-    """
-    return [_decode_event(data) for data in _iter_records(Path(path))]
-
-
-def read_scalars(path_or_dir: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
-    """Read the scalars of an event file, or of every ``*.tfevents.*`` file of a folder.
-
-    Files of a folder are read in name order (creation order for files named by
-    :class:`TensorBoardWriter` and by TensorBoard's own writers) and merged, as TensorBoard
-    does. A ``SessionLog.START`` event at step ``s`` drops the points read so far with
-    ``step >= s`` (TensorBoard's purge of orphaned steps after a restart); without one, repeated
-    steps are all kept, in reading order.
-
-    Returns:
-        ``{tag: [(step, value), ...]}`` with points in reading order; values are the stored
-        float32 values as Python floats.
-
-    Raises:
-        FileNotFoundError: ``path_or_dir`` does not exist.
-        ValueError: a CRC mismatch or malformed record in any file.
-    """
-    scalars: dict[str, list[tuple[int, float]]] = {}
-    for file in _event_files(path_or_dir):
-        for event in read_events(file):
-            if event["session_start"]:
-                purge = event["step"]
-                for tag, points in scalars.items():
-                    scalars[tag] = [point for point in points if point[0] < purge]
-            for tag, value in event["scalars"]:
-                scalars.setdefault(tag, []).append((event["step"], value))
-    return scalars
 
 
 # --------------------------------------------------------------------------------------------
