@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
 
 from meshpose.io.atomic import atomic_write
 
@@ -403,8 +404,6 @@ class ProgressBar:
 
     def __init__(self, total: int, initial: int = 0, desc: str = "train", disable: bool | None = None,
                  file: Any = None, clock: Callable[[], float] = time.perf_counter):
-        from tqdm import tqdm
-
         stream = sys.stderr if file is None else file
         self.disabled = (not _is_tty(stream)) if disable is None else bool(disable)
         self.total, self.initial, self.n = int(total), int(initial), int(initial)
