@@ -1,0 +1,1 @@
+"""``meshpose eval``: the accuracy tables of every model family."""

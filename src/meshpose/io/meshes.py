@@ -17,7 +17,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import trimesh
 
 from meshpose.errors import InputFileError, MeshposeError
 from meshpose.io._util import one_line, read_bytes, require_file, sorted_files
@@ -53,6 +52,8 @@ def read_mesh(path: str | os.PathLike):
             file, no vertices, no faces (e.g. a point cloud), face indices out of range, or
             non-finite vertex coordinates. The message is one line naming the file.
     """
+    import trimesh  # lazy: trimesh (with scipy.spatial) is 0.9 s of `meshpose --help`
+
     p = require_file(path, "mesh file")
     ext = _check_extension(p, MESH_READ_EXTENSIONS)
     read_bytes(p)  # "file is empty" / unreadable, before trimesh guesses
@@ -129,6 +130,8 @@ def write_mesh(path: str | os.PathLike, vertices, faces) -> Path:
         MeshposeError: unsupported extension, or the file cannot be written.
         ValueError: invalid ``vertices`` / ``faces``.
     """
+    import trimesh  # lazy: trimesh (with scipy.spatial) is 0.9 s of `meshpose --help`
+
     p = Path(path)
     ext = _check_extension(p, MESH_WRITE_EXTENSIONS, MeshposeError)
     v, f = _validate_mesh_arrays(vertices, faces)
