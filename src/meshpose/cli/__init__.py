@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from meshpose.cli import data, estimate, evaluate, training
+from meshpose.cli.arguments import OneLineParser
 from meshpose.errors import MeshposeError
 from meshpose.version import __version__
 
@@ -18,7 +19,7 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="meshpose",
         description="3D human pose and body-mesh estimation on the Anny body model.",
     )

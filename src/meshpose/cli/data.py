@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from meshpose.cli.arguments import device
 from meshpose.data.posebank import PoseBank
 from meshpose.data.retarget import (
     RetargetOptions,
@@ -81,7 +82,7 @@ def add_commands(commands) -> None:
     retarget.add_argument("--fps", type=float, default=30.0)
     retarget.add_argument("--iterations", type=int, default=300)
     retarget.add_argument("--no-shape", action="store_true", help="keep the shape at 0.5")
-    retarget.add_argument("--device", default=None, help="cpu or cuda")
+    retarget.add_argument("--device", default=None, type=device, help="cpu or cuda")
     retarget.set_defaults(run=cmd_retarget)
 
     keypoints = sub.add_parser("build-keypoints",

@@ -16,6 +16,7 @@ from meshpose.body import (
     load_body_model,
     preset_pose,
 )
+from meshpose.cli.arguments import device
 from meshpose.errors import InputFileError, MeshposeError
 from meshpose.image import ImageBodyEstimator, process, smoothing
 from meshpose.image.detectors import KeypointFileDetector
@@ -194,7 +195,7 @@ def add_commands(commands) -> None:
     body.add_argument("--keypoints", default=None, help="write the joints to this JSON file")
     body.add_argument("--joint-set", default="coco17", help="joint set of --keypoints/--png")
     body.add_argument("--png", default=None, help="write a front and side picture")
-    body.add_argument("--device", default=None, help="cpu or cuda")
+    body.add_argument("--device", default=None, type=device, help="cpu or cuda")
     body.set_defaults(run=cmd_body)
 
     image = commands.add_parser(
@@ -220,7 +221,7 @@ def add_commands(commands) -> None:
     image.add_argument("--smooth-beta", type=float, default=smoothing.BETA,
                        help=f"One Euro filter: speed coefficient (default {smoothing.BETA})")
     image.add_argument("--no-meshes", action="store_true", help="skip the OBJ files")
-    image.add_argument("--device", default=None, help="cpu or cuda")
+    image.add_argument("--device", default=None, type=device, help="cpu or cuda")
     image.set_defaults(run=cmd_image)
 
     predict = commands.add_parser(
@@ -237,7 +238,7 @@ def add_commands(commands) -> None:
     predict.add_argument("--out-dir", default=None, help="per person: OBJ, JSON and PNG")
     predict.add_argument("--image", default=None, help="draw the meshes over this image")
     predict.add_argument("--focal-length", type=float, default=None, help="pixels (for cam_t)")
-    predict.add_argument("--device", default=None, help="cpu or cuda")
+    predict.add_argument("--device", default=None, type=device, help="cpu or cuda")
     predict.set_defaults(run=cmd_predict)
 
     parser = commands.add_parser(
@@ -250,7 +251,7 @@ def add_commands(commands) -> None:
     parser.add_argument("--up", default="y", choices=tuple(UP_AXES), help="the meshes' up axis (default y)")
     parser.add_argument("--png", default=None, help="picture of mesh and joints (a folder for a folder)")
     parser.add_argument("--model", default="default", help="shipped model name or model file")
-    parser.add_argument("--device", default=None, help="cpu or cuda")
+    parser.add_argument("--device", default=None, type=device, help="cpu or cuda")
     parser.set_defaults(run=cmd_mesh_keypoints)
 
     joints = commands.add_parser("joints", help="print the joint sets (order, flip pairs)")
