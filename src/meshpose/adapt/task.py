@@ -29,6 +29,7 @@ import copy
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -45,6 +46,7 @@ from meshpose.models.export import TRAINING_DATA, read_run, save_model_file
 from meshpose.models.inference import FORMAT, load_regressor, regressor_estimator
 from meshpose.models.key2mesh_task import project_slots
 from meshpose.models.regressor import to_slots
+from meshpose.train.config import Limit, between, positive
 
 
 @dataclass
@@ -52,6 +54,8 @@ class AdaptModelConfig:
     init: str = "default"  #: the regressor to adapt (shipped name or file)
     critic_hidden: int = 512
     critic_layers: int = 2
+
+    LIMITS: ClassVar[dict[str, Limit]] = {"critic_hidden": positive(8192), "critic_layers": positive(32)}
 
 
 @dataclass
@@ -70,6 +74,11 @@ class AdaptDataConfig:
     val_size: int = 512  #: held-out motion samples
     val_h36m: str = ""  #: folder with the Human3.6M S1 files (evaluation only)
     val_stride: int = 50  #: every n-th S1 frame
+
+    LIMITS: ClassVar[dict[str, Limit]] = {
+        "target_stride": positive(1_000_000), "source_pool": positive(1_048_576), "critic_steps": between(0, 1000),
+        "gp_weight": between(0, 1e6), "adv_weight": between(0, 1e6), "consistency_weight": between(0, 1e6),
+        "reprojection_weight": between(0, 1e6), "val_size": positive(65_536), "val_stride": positive(1_000_000)}
 
 
 class AdaptationModel(nn.Module):
