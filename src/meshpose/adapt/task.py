@@ -105,11 +105,10 @@ class AdaptTask:
     ModelConfig = AdaptModelConfig
     DataConfig = AdaptDataConfig
 
-    @staticmethod
-    def export(run_dir: str | Path, out: str | Path) -> Path:
+    def export(self, run_dir: str | Path, out: str | Path) -> Path:
         """``meshpose export RUN_DIR -o FILE``: the adapted regressor, in the format of the one it
         started from."""
-        return export_adapted_run(run_dir, out)
+        return export_adapted_run(run_dir, out, self)
 
     def __init__(self):
         self._engines, self._targets, self._sources = {}, {}, {}
@@ -226,14 +225,17 @@ def export_adapted(state: dict) -> dict[str, torch.Tensor]:
     return {k.removeprefix("target."): v for k, v in state.items() if k.startswith("target.")}
 
 
-def export_adapted_run(run_dir: str | Path, out: str | Path) -> Path:
+def export_adapted_run(run_dir: str | Path, out: str | Path, task: AdaptTask | None = None) -> Path:
     """An ``adapt`` run's adapted regressor as a regressor model file; the header says which
     detections it learnt from (their licence applies to the weights)."""
-    config, state, step = read_run(run_dir)
+    config, state, step = read_run(run_dir, "adapt", task or AdaptTask())
+    adapted = export_adapted(state)
+    if not adapted:
+        raise MeshposeError("no adapted regressor weights (target.*) in this run", run_dir)
     header, _ = read_model_file(config["model"]["init"], SHIPPED_MODELS, FORMAT, "regressor")
     training_data = (f"{TRAINING_DATA}; then adapted, without labels, to the 2D detections of "
                      f"{config['data']['target']} (their licence applies to these weights)")
-    return save_model_file(run_dir, out, config, export_adapted(state), step,
+    return save_model_file(run_dir, out, config, adapted, step,
                            {"format": FORMAT, "model": header["model"], "training_data": training_data})
 
 

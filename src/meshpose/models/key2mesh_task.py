@@ -70,10 +70,13 @@ def project_slots(body, prediction: dict) -> torch.Tensor:
 class Key2MeshTask:
     ModelConfig = Key2MeshModelConfig
     DataConfig = Key2MeshDataConfig
-    export = staticmethod(export_regressor)  #: ``meshpose export RUN_DIR -o FILE``
 
     def __init__(self):
         self._engines = {}
+
+    def export(self, run_dir, out):
+        """``meshpose export RUN_DIR -o FILE``: a key2mesh run as a regressor model file."""
+        return export_regressor(run_dir, out, self)
 
     def _engine(self, data: Key2MeshDataConfig, joint_set: str, device):
         key = (str(device), joint_set, data.bank, tuple(data.exclude_clips))
