@@ -103,7 +103,7 @@ def test_killed_in_the_middle_of_a_save(reference_run, tmp_path):
     process.wait()
     assert any(checkpoints.glob(".step-*.tmp*"))  # really killed mid-save
     last = (checkpoints / "last").read_text().strip()
-    state = torch.load(checkpoints / last, weights_only=False)  # the pointer names a whole file
+    state = torch.load(checkpoints / last, weights_only=True)  # the pointer names a whole file
     assert state["step"] > 0
     finish(start("train", "--resume", run_dir))
     assert_identical(weights(run_dir), weights(reference_run))
@@ -116,7 +116,7 @@ def test_checkpoints_are_bounded_and_complete(reference_run):
     assert len(step_files) == 2  # checkpoint.keep
     assert step_files[-1].name == "step-00000240.pt"
     assert (checkpoints / "best.pt").exists()
-    state = torch.load(step_files[-1], weights_only=False)
+    state = torch.load(step_files[-1], weights_only=True)
     for key in ("model", "optimizer", "scheduler", "scaler", "rng", "step", "epoch", "best",
                 "config", "code_version"):
         assert key in state

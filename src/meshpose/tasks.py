@@ -24,7 +24,7 @@ from meshpose.train import loop
 from meshpose.train.config import Config
 from meshpose.train.task import Task
 
-__all__ = ["TASKS", "load_config", "resume", "train"]
+__all__ = ["TASKS", "load_config", "read_run_config", "resume", "train"]
 
 #: Every trainable task, by the name a config's ``task`` key gives.
 TASKS: dict[str, Task] = {
@@ -41,6 +41,11 @@ TASKS: dict[str, Task] = {
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     """A config file with ``section.key=value`` overrides, checked against its task's sections."""
     return engine_config.load_config(path, overrides, tasks=TASKS)
+
+
+def read_run_config(run_dir: str | Path) -> Config:
+    """The saved, validated config of a run folder (one-line errors for anything else)."""
+    return engine_config.read_run_config(run_dir, TASKS)
 
 
 def train(config: Config, run_dir: str | Path | None = None) -> Path:

@@ -8,6 +8,9 @@ inputs of both domains, box-normalised (a few joints); (4) the features of the t
 detections before (source extractor) and after (adapted extractor) against the source features,
 projected on the source features' first two principal components. Needs matplotlib
 (``pip install 'meshpose[plot]'``).
+
+The run folder is read safely (its config checked, its weights loaded with ``weights_only``);
+everything is computed before the PNG is written, atomically.
 """
 from __future__ import annotations
 
@@ -19,20 +22,39 @@ import numpy as np
 import torch
 
 from meshpose.adapt.task import AdaptTask
-from meshpose.errors import MeshposeError
+from meshpose.errors import InputFileError, MeshposeError
+from meshpose.io._util import one_line
+from meshpose.io.atomic import atomic_write
 from meshpose.joints import get_joint_set
 from meshpose.models.regressor import normalise, slot_index, to_slots
-from meshpose.train.checkpoint import read_run_weights
-from meshpose.train.config import load_config
+from meshpose.train.checkpoint import load_model_weights, read_run_weights, require_file
+from meshpose.train.config import read_run_config, require_run_dir
+
+#: The columns each panel needs, per log file.
+_COLUMNS = {"metrics.csv": ("step", "train/critic_turn", "train/wasserstein", "train/reprojection"),
+            "validation.csv": ("step",)}
 
 
 def _read_csv(path: Path) -> dict[str, np.ndarray]:
-    if not path.exists():
+    """A training log as ``{column: (rows,) float array}`` (empty cells NaN); ``{}`` when missing.
+
+    Raises:
+        InputFileError: a damaged log (not text, a cell that is not a number, columns missing).
+    """
+    if not (path.exists() or path.is_symlink()):
         return {}
-    with open(path) as fh:
-        rows = list(csv.DictReader(fh))
-    return {k: np.array([float(r[k]) if r[k] not in ("", None) else math.nan for r in rows])
-            for k in (rows[0] if rows else {})}
+    require_file(path, "training log")
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        columns = {k: np.array([float(r[k]) if r[k] not in ("", None) else math.nan for r in rows])
+                   for k in (rows[0] if rows else {})}
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError, TypeError) as error:
+        raise InputFileError(f"damaged training log ({one_line(error, 80)})", path) from None
+    missing = [k for k in _COLUMNS.get(path.name, ()) if rows and k not in columns]
+    if missing:
+        raise InputFileError(f"not an adapt run's log (no column {missing[0]!r})", path)
+    return columns
 
 
 @torch.no_grad()
@@ -41,9 +63,10 @@ def feature_projections(run_dir: Path, samples: int = 2000):
     on the source features' first two principal components, and the box-normalised 2D inputs
     ``{"source": (n, J, 2), "target": (n, J, 2)}`` with the joint set's name."""
     task = AdaptTask()
-    config = load_config(run_dir / "config.yaml", tasks={"adapt": task})
+    config = read_run_config(run_dir, {"adapt": task})
+    state, step = read_run_weights(run_dir)
     model = task.build_model(config.model, config.data)
-    model.load_state_dict(read_run_weights(run_dir)[0])
+    load_model_weights(model, state, run_dir / ("model.pt" if step == "final" else "checkpoints"))
     model.eval()
     keypoints, joint_set = task._target(config.data)
     pool = task._source(config.data, joint_set, "cpu")
@@ -61,6 +84,12 @@ def feature_projections(run_dir: Path, samples: int = 2000):
 
 
 def plot_run(run_dir: str | Path, out: str | Path) -> Path:
+    """``meshpose plot RUN_DIR -o OUT.png``: the four panels of an adapt run (module docstring).
+
+    Raises:
+        MeshposeError: naming the path: not an adapt run folder, damaged or unsafe files, no
+            matplotlib, ``out`` a folder or in a missing folder (``out`` is then unchanged).
+    """
     try:
         import matplotlib
 
@@ -68,10 +97,22 @@ def plot_run(run_dir: str | Path, out: str | Path) -> Path:
         import matplotlib.pyplot as plt
     except ImportError:
         raise MeshposeError("the plots need matplotlib: pip install 'meshpose[plot]'") from None
-    run_dir = Path(run_dir)
+    run_dir, out = require_run_dir(run_dir), Path(out)
+    if out.is_dir():
+        raise MeshposeError("is a folder, expected a PNG file name", out)
     metrics, validation = _read_csv(run_dir / "metrics.csv"), _read_csv(run_dir / "validation.csv")
+    fs, before, after, inputs, joint_set = feature_projections(run_dir)
     fig, axes = plt.subplots(1, 4, figsize=(22, 5))
+    try:
+        _draw(axes, metrics, validation, fs, before, after, inputs, joint_set)
+        fig.tight_layout()
+        atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=90))
+    finally:
+        plt.close(fig)
+    return out
 
+
+def _draw(axes, metrics, validation, fs, before, after, inputs, joint_set) -> None:
     ax = axes[0]
     if metrics:
         critic = metrics["train/critic_turn"] == 1
@@ -93,7 +134,6 @@ def plot_run(run_dir: str | Path, out: str | Path) -> Path:
             ax.plot(validation["step"], validation[key], "o-", label=label)
     ax.set_xlabel("step"), ax.set_ylabel("mm"), ax.set_title("validation"), ax.legend(fontsize=8)
 
-    fs, before, after, inputs, joint_set = feature_projections(run_dir)
     ax = axes[2]
     names = get_joint_set(joint_set).names
     shown = [i for i, n in enumerate(names) if any(k in n for k in ("hip", "shoulder", "pelvis", "head"))]
@@ -109,9 +149,3 @@ def plot_run(run_dir: str | Path, out: str | Path) -> Path:
     ax.scatter(before[:, 0], before[:, 1], s=2, alpha=0.3, color="tab:orange", label="target, before")
     ax.scatter(after[:, 0], after[:, 1], s=2, alpha=0.3, color="tab:green", label="target, after")
     ax.set_title("features (source PCA)"), ax.legend(fontsize=8, markerscale=5)
-
-    fig.tight_layout()
-    out = Path(out)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out

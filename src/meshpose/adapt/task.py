@@ -29,6 +29,7 @@ import copy
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -45,6 +46,7 @@ from meshpose.models.export import TRAINING_DATA, read_run, save_model_file
 from meshpose.models.inference import FORMAT, load_regressor, regressor_estimator
 from meshpose.models.key2mesh_task import project_slots
 from meshpose.models.regressor import to_slots
+from meshpose.train.config import Limit, between, positive
 
 
 @dataclass
@@ -52,6 +54,8 @@ class AdaptModelConfig:
     init: str = "default"  #: the regressor to adapt (shipped name or file)
     critic_hidden: int = 512
     critic_layers: int = 2
+
+    LIMITS: ClassVar[dict[str, Limit]] = {"critic_hidden": positive(8192), "critic_layers": positive(32)}
 
 
 @dataclass
@@ -70,6 +74,11 @@ class AdaptDataConfig:
     val_size: int = 512  #: held-out motion samples
     val_h36m: str = ""  #: folder with the Human3.6M S1 files (evaluation only)
     val_stride: int = 50  #: every n-th S1 frame
+
+    LIMITS: ClassVar[dict[str, Limit]] = {
+        "target_stride": positive(1_000_000), "source_pool": positive(1_048_576), "critic_steps": between(0, 1000),
+        "gp_weight": between(0, 1e6), "adv_weight": between(0, 1e6), "consistency_weight": between(0, 1e6),
+        "reprojection_weight": between(0, 1e6), "val_size": positive(65_536), "val_stride": positive(1_000_000)}
 
 
 class AdaptationModel(nn.Module):
@@ -96,11 +105,10 @@ class AdaptTask:
     ModelConfig = AdaptModelConfig
     DataConfig = AdaptDataConfig
 
-    @staticmethod
-    def export(run_dir: str | Path, out: str | Path) -> Path:
+    def export(self, run_dir: str | Path, out: str | Path) -> Path:
         """``meshpose export RUN_DIR -o FILE``: the adapted regressor, in the format of the one it
         started from."""
-        return export_adapted_run(run_dir, out)
+        return export_adapted_run(run_dir, out, self)
 
     def __init__(self):
         self._engines, self._targets, self._sources = {}, {}, {}
@@ -217,14 +225,17 @@ def export_adapted(state: dict) -> dict[str, torch.Tensor]:
     return {k.removeprefix("target."): v for k, v in state.items() if k.startswith("target.")}
 
 
-def export_adapted_run(run_dir: str | Path, out: str | Path) -> Path:
+def export_adapted_run(run_dir: str | Path, out: str | Path, task: AdaptTask | None = None) -> Path:
     """An ``adapt`` run's adapted regressor as a regressor model file; the header says which
     detections it learnt from (their licence applies to the weights)."""
-    config, state, step = read_run(run_dir)
+    config, state, step = read_run(run_dir, "adapt", task or AdaptTask())
+    adapted = export_adapted(state)
+    if not adapted:
+        raise MeshposeError("no adapted regressor weights (target.*) in this run", run_dir)
     header, _ = read_model_file(config["model"]["init"], SHIPPED_MODELS, FORMAT, "regressor")
     training_data = (f"{TRAINING_DATA}; then adapted, without labels, to the 2D detections of "
                      f"{config['data']['target']} (their licence applies to these weights)")
-    return save_model_file(run_dir, out, config, export_adapted(state), step,
+    return save_model_file(run_dir, out, config, adapted, step,
                            {"format": FORMAT, "model": header["model"], "training_data": training_data})
 
 

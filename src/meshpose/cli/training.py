@@ -2,14 +2,10 @@
 ``export-body``."""
 from __future__ import annotations
 
-from pathlib import Path
-
-import yaml
-
 from meshpose.adapt.plots import plot_run
 from meshpose.body.anny_export import export_anny
 from meshpose.errors import MeshposeError
-from meshpose.tasks import TASKS, load_config, resume, train
+from meshpose.tasks import TASKS, load_config, read_run_config, resume, train
 
 
 def _train_from_args(args, task: str | None = None):
@@ -18,6 +14,9 @@ def _train_from_args(args, task: str | None = None):
     if args.resume:
         if args.config or args.overrides:
             raise MeshposeError("--resume takes the run folder only: its saved config is used as is")
+        if task is not None and (saved := read_run_config(args.resume)).task != task:
+            raise MeshposeError(f"a run of task {saved.task!r}, not {task!r}; use meshpose train --resume",
+                                args.resume)
         return resume(args.resume)
     if not args.config:
         example = f"configs/{'adapt_h36m' if task == 'adapt' else 'toy'}.yaml"
@@ -42,14 +41,11 @@ def cmd_adapt(args) -> int:
 
 
 def cmd_export(args) -> int:
-    saved = Path(args.run_dir) / "config.yaml"
-    if not saved.exists():
-        raise MeshposeError("not a run folder (no config.yaml)", args.run_dir)
-    task_name = (yaml.safe_load(saved.read_text()) or {}).get("task")
-    export = getattr(TASKS.get(task_name), "export", None)
+    config = read_run_config(args.run_dir)  # a run folder with a valid config, before anything else
+    export = getattr(TASKS[config.task], "export", None)
     if export is None:
         exporting = ", ".join(name for name, task in TASKS.items() if hasattr(task, "export"))
-        raise MeshposeError(f"a {task_name!r} run has no model file to export (runs that do: {exporting})",
+        raise MeshposeError(f"a {config.task!r} run has no model file to export (runs that do: {exporting})",
                             args.run_dir)
     print(export(args.run_dir, args.output))
     return 0

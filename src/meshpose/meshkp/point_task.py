@@ -14,6 +14,7 @@ surface, so neither topology nor resolution reaches the model.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ from meshpose.meshkp.pointnet import OUTPUT_SETS, MeshKeypointNet, output_names
 from meshpose.meshkp.segdata import read_dataset
 from meshpose.meshkp.split import split_of
 from meshpose.meshkp.surface import normalise_points, random_yaw, sample_surface
+from meshpose.train.config import Limit, between, positive
 
 N_SEED = 12
 
@@ -38,6 +40,8 @@ N_SEED = 12
 class PointModelConfig:
     neighbours: int = 16
     width: int = 64
+
+    LIMITS: ClassVar[dict[str, Limit]] = {"neighbours": positive(64), "width": positive(1024)}
 
 
 @dataclass
@@ -52,6 +56,10 @@ class PointDataConfig:
     confident_within: float = 0.05  #: confidence target: error below this share of the bbox diagonal
     val_size: int = 256
 
+    LIMITS: ClassVar[dict[str, Limit]] = {
+        "real_fraction": between(0, 1), "points": positive(4096), "loss_centres": between(0, 1e6),
+        "loss_confidence": between(0, 1e6), "confident_within": positive(1), "val_size": positive(65_536)}
+
 
 class MeshKeypointTask:
     ModelConfig = PointModelConfig
@@ -61,6 +69,8 @@ class MeshKeypointTask:
         self._cache = {}
 
     def build_model(self, model: PointModelConfig, data: PointDataConfig) -> nn.Module:
+        if model.neighbours >= data.points:
+            raise MeshposeError(f"model.neighbours ({model.neighbours}) must be below data.points ({data.points})")
         return MeshKeypointNet(model.neighbours, model.width)
 
     # ----------------------------------------------------------------- data

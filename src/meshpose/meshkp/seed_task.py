@@ -15,10 +15,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 
 from meshpose import metrics
@@ -36,7 +36,13 @@ from meshpose.meshkp.edgecnn import (
 )
 from meshpose.meshkp.segdata import read_dataset
 from meshpose.meshkp.split import split_of
-from meshpose.train.config import config_from_dict
+from meshpose.train.checkpoint import (
+    check_checkpoint,
+    check_state_dict,
+    load_model_weights,
+    load_weights_file,
+)
+from meshpose.train.config import Limit, between, positive, read_run_config
 
 __all__ = ["SeedDataset", "SeedEdgeTask", "evaluate_seed", "load_seed_dataset"]
 
@@ -47,6 +53,8 @@ class SeedModelConfig:
     hidden: int = 512  #: width of the hidden linear layer
     features: str = "midpoint"  #: per-edge features: midpoint, xyz, meshcnn or '+'-joined
 
+    LIMITS: ClassVar[dict[str, Limit]] = {"n_edges": positive(100_000), "hidden": positive(8192)}
+
 
 @dataclass
 class SeedDataConfig:
@@ -55,6 +63,9 @@ class SeedDataConfig:
     yaw_deg: float = 180.0  #: turns drawn uniformly in [-yaw_deg, yaw_deg]
     scale_range: float = 0.1  #: scales drawn uniformly in [1 - scale_range, 1 + scale_range]
     val_size: int = 0  #: unused: validation is the whole val split
+
+    LIMITS: ClassVar[dict[str, Limit]] = {"yaw_deg": between(0, 180), "scale_range": between(0, 1, high_open=True),
+                                          "val_size": between(0, 1_000_000)}
 
 
 @dataclass
@@ -230,25 +241,27 @@ class SeedEdgeTask:
 
 
 def load_run_model(run_dir: str | Path, weights: str = "best") -> tuple[nn.Module, object]:
-    """The model of a ``meshkp_seed`` run folder with its final (``model.pt``) or best weights."""
+    """The model of a ``meshkp_seed`` run folder with its final (``model.pt``) or best weights.
+
+    Every file is read safely (``weights_only``: a run folder from someone else runs no code).
+
+    Raises:
+        MeshposeError: naming the path: not a run folder, not a ``meshkp_seed`` run, a damaged
+            config, missing, damaged or unfitting weights.
+    """
+    if weights not in ("best", "final"):
+        raise MeshposeError(f"weights must be best or final, got {weights!r}")
     run_dir = Path(run_dir)
-    saved = run_dir / "config.yaml"
-    if not saved.exists():
-        raise MeshposeError("not a run folder (no config.yaml)", run_dir)
     task = SeedEdgeTask()
-    config = config_from_dict(yaml.safe_load(saved.read_text()), source=str(saved), tasks={"meshkp_seed": task})
-    model = task.build_model(config.model, config.data)
+    config = read_run_config(run_dir, {"meshkp_seed": task})
     if weights == "best":
         path = run_dir / "checkpoints" / "best.pt"
-        if not path.exists():
-            raise MeshposeError("no checkpoints/best.pt", run_dir)
-        state = torch.load(path, map_location="cpu", weights_only=False)["model"]
+        state = check_checkpoint(load_weights_file(path, kind="best checkpoint"), path)["model"]
     else:
         path = run_dir / "model.pt"
-        if not path.exists():
-            raise MeshposeError("no model.pt (unfinished run?)", run_dir)
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
+        state = check_state_dict(load_weights_file(path, kind="final model file (an unfinished run?)"), path)
+    model = task.build_model(config.model, config.data)
+    load_model_weights(model, state, path)
     return model.eval(), config
 
 
@@ -256,10 +269,11 @@ def reference_rows(run_dir: str | Path, dataset: str | Path) -> list[dict]:
     """``meshpose eval`` row of a trained reference run (best checkpoint) on the test split.
 
     The reference predicts an unordered set of seed12 points: the labelled and synthetic
-    columns do not apply to it.
+    columns do not apply to it. The dataset is read (and checked) before the run.
     """
+    data = load_seed_dataset(dataset)
     model, config = load_run_model(run_dir)
-    scores = evaluate_seed(model, dataset, "test")
+    scores = evaluate_seed(model, data, "test")
     return [{"model": f"reference edge CNN, first {config.model.n_edges} edges ({config.model.features} features)",
              "meshes": scores["n"], "pck10": scores["pck10"], "pck05": scores["pck05"], "pcm": scores["pcm"]}]
 
@@ -271,8 +285,9 @@ HEADER = ("| run | n_edges | features | weights | split | meshes | PCK@0.1 | PCK
 def score_row(run_dir: str | Path, dataset: str | Path, split: str = "test", weights: str = "best") -> str:
     """``meshpose eval-reference RUN_DIR DATASET``: a Markdown row (under :data:`HEADER`) of a
     trained reference run's scores on one split of the keypoint dataset."""
+    data = load_seed_dataset(dataset)
     model, config = load_run_model(run_dir, weights)
-    scores = evaluate_seed(model, dataset, split)
+    scores = evaluate_seed(model, data, split)
     return (f"| {Path(run_dir).name} | {config.model.n_edges} | {config.model.features} | {weights} | "
             f"{split} | {scores['n']} | {scores['pck10']:.3f} | {scores['pck05']:.3f} | {scores['pcm']:.3f} | "
             f"{scores['mean_distance']:.4f} |")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -19,6 +20,7 @@ from meshpose.models.regressor import (
     slot_index,
     to_slots,
 )
+from meshpose.train.config import Limit, between, positive
 
 
 @dataclass
@@ -28,6 +30,9 @@ class Key2MeshModelConfig:
     iterations: int = 2
     dropout: float = 0.0
     init: str = ""  #: start from these weights (a shipped model name or a .safetensors file)
+
+    LIMITS: ClassVar[dict[str, Limit]] = {"hidden": positive(4096), "blocks": positive(64),
+                                          "iterations": positive(16), "dropout": between(0, 1)}
 
 
 @dataclass
@@ -42,6 +47,13 @@ class Key2MeshDataConfig:
     loss_pose: float = 0.1
     loss_shape: float = 0.1
     loss_2d: float = 0.1
+
+    LIMITS: ClassVar[dict[str, Limit]] = {
+        "vertex_stride": positive(100_000), "val_size": positive(65_536), "loss_joints": between(0, 1e6),
+        "loss_vertices": between(0, 1e6), "loss_pose": between(0, 1e6), "loss_shape": between(0, 1e6),
+        "loss_2d": between(0, 1e6)}
+    LENGTHS: ClassVar[dict[str, tuple[int, int]]] = {"input_sets": (1, 16)}
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"input_sets": INPUT_SETS}
 
 
 def project_slots(body, prediction: dict) -> torch.Tensor:
@@ -58,10 +70,13 @@ def project_slots(body, prediction: dict) -> torch.Tensor:
 class Key2MeshTask:
     ModelConfig = Key2MeshModelConfig
     DataConfig = Key2MeshDataConfig
-    export = staticmethod(export_regressor)  #: ``meshpose export RUN_DIR -o FILE``
 
     def __init__(self):
         self._engines = {}
+
+    def export(self, run_dir, out):
+        """``meshpose export RUN_DIR -o FILE``: a key2mesh run as a regressor model file."""
+        return export_regressor(run_dir, out, self)
 
     def _engine(self, data: Key2MeshDataConfig, joint_set: str, device):
         key = (str(device), joint_set, data.bank, tuple(data.exclude_clips))

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import roma
 import torch
 from torch import nn
 
 from meshpose.body import POSE_JOINTS, AnnyBody, body_joints
-from meshpose.joints import get_joint_set
+from meshpose.joints import JOINT_SETS, get_joint_set
+from meshpose.train.config import Limit, between, positive
 
 __all__ = ["LiftAnnyToy", "ToyRegression"]
 
@@ -21,6 +23,8 @@ class ToyModelConfig:
     hidden: int = 64
     depth: int = 2
 
+    LIMITS: ClassVar[dict[str, Limit]] = {"hidden": positive(4096), "depth": between(0, 64)}
+
 
 @dataclass
 class ToyDataConfig:
@@ -28,6 +32,9 @@ class ToyDataConfig:
     out_dim: int = 4
     noise: float = 0.0
     val_size: int = 512
+
+    LIMITS: ClassVar[dict[str, Limit]] = {"in_dim": positive(4096), "out_dim": positive(4096),
+                                          "noise": between(0, 1e6), "val_size": positive(65_536)}
 
 
 class ToyRegression:
@@ -79,6 +86,9 @@ class LiftModelConfig:
     blocks: int = 2
     dropout: float = 0.0
 
+    LIMITS: ClassVar[dict[str, Limit]] = {"hidden": positive(4096), "blocks": between(0, 32),
+                                          "dropout": between(0, 1)}
+
 
 @dataclass
 class LiftDataConfig:
@@ -87,6 +97,11 @@ class LiftDataConfig:
     distance_m: list[float] = field(default_factory=lambda: [3.0, 7.0])
     focal_px: float = 1000.0
     val_size: int = 2048
+
+    LIMITS: ClassVar[dict[str, Limit]] = {"pose_std_deg": between(0, 180), "distance_m": positive(1000),
+                                          "focal_px": positive(1e6), "val_size": positive(65_536)}
+    LENGTHS: ClassVar[dict[str, tuple[int, int]]] = {"distance_m": (2, 2)}
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"joint_set": tuple(JOINT_SETS)}
 
 
 class _ResidualBlock(nn.Module):

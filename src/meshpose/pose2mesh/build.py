@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from meshpose.joints import get_joint_set
 from meshpose.models.regressor import INPUT_SETS, SLOTS
 from meshpose.pose2mesh.graph import MeshHierarchy
 from meshpose.pose2mesh.models import MeshNet, Pose2Mesh, PoseNet
+from meshpose.train.config import Limit, between, positive
 
 STAGES = ("posenet", "meshnet")
 
@@ -30,6 +32,13 @@ class Pose2MeshModelConfig:
     hierarchy_seed: int = 0
     cache_dir: str = "~/.cache/meshpose"  #: where the mesh hierarchy .npz is cached
 
+    LIMITS: ClassVar[dict[str, Limit]] = {
+        "posenet_width": positive(4096), "posenet_blocks": positive(64), "posenet_dropout": between(0, 1),
+        "levels": positive(12), "n_levels": between(0, 13), "widths": positive(4096),
+        "joint_width": positive(4096), "blocks": positive(16), "K": positive(16),
+        "hierarchy_seed": between(0, 2**32 - 1)}
+    LENGTHS: ClassVar[dict[str, tuple[int, int]]] = {"widths": (0, 13)}
+
 
 @dataclass
 class Pose2MeshDataConfig:
@@ -47,6 +56,13 @@ class Pose2MeshDataConfig:
     loss_joints: float = 1.0
     loss_normal: float = 0.1
     loss_edge: float = 1.0
+
+    LIMITS: ClassVar[dict[str, Limit]] = {
+        "regressor_samples": positive(100_000), "val_size": positive(65_536), "val_batch": positive(65_536),
+        "loss_joints3d": between(0, 1e6), "loss_joints2d": between(0, 1e6), "loss_vertices": between(0, 1e6),
+        "loss_joints": between(0, 1e6), "loss_normal": between(0, 1e6), "loss_edge": between(0, 1e6)}
+    LENGTHS: ClassVar[dict[str, tuple[int, int]]] = {"input_sets": (1, 16)}
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"stage": STAGES, "input_sets": INPUT_SETS}
 
 
 def build_pose2mesh(model, data, faces, posenet_only: bool = False, freeze_posenet: bool = False):

@@ -50,7 +50,8 @@ from meshpose.pose2mesh.losses import (
     regress_joints,
     vertex_l1,
 )
-from meshpose.train.checkpoint import read_run_weights
+from meshpose.train.checkpoint import load_model_weights, read_run_weights
+from meshpose.train.config import read_run_config
 
 
 def project_pixels(points: torch.Tensor, focal: torch.Tensor, principal: torch.Tensor) -> torch.Tensor:
@@ -64,14 +65,31 @@ def to_box_units(pixels: torch.Tensor, centre: torch.Tensor, size: torch.Tensor)
     return (pixels - centre[:, None]) / (size[:, None, None] / 2)
 
 
+def read_posenet_run(run_dir: str, task: Pose2MeshTask) -> tuple[dict[str, torch.Tensor], Path]:
+    """``model.posenet_init``: the PoseNet weights of a pose2mesh run folder (its ``model.pt`` or
+    last checkpoint, read safely) and the folder, checked before anything is built.
+
+    Raises:
+        MeshposeError: naming the folder: not a pose2mesh run folder, a damaged config, damaged
+            or unsafe files, or no PoseNet weights in them.
+    """
+    folder = Path(run_dir).expanduser()
+    read_run_config(folder, {"pose2mesh": task})
+    state, _ = read_run_weights(folder)
+    posenet = {k.removeprefix("posenet."): v for k, v in state.items() if k.startswith("posenet.")}
+    if not posenet:
+        raise MeshposeError("model.posenet_init: no PoseNet weights in this run (a pose2mesh run of "
+                            "stage posenet is needed)", folder)
+    return posenet, folder
+
+
 class Pose2MeshTask:
     ModelConfig = Pose2MeshModelConfig
     DataConfig = Pose2MeshDataConfig
 
-    @staticmethod
-    def export(run_dir: str | Path, out: str | Path) -> Path:
+    def export(self, run_dir: str | Path, out: str | Path) -> Path:
         """``meshpose export RUN_DIR -o FILE``: a second-stage run as a Pose2Mesh model file."""
-        return export_pose2mesh(run_dir, out)
+        return export_pose2mesh(run_dir, out, self)
 
     def __init__(self):
         self._engines, self._regressors = {}, {}
@@ -106,11 +124,10 @@ class Pose2MeshTask:
         self._check_stage(data)
         if data.stage == "posenet":
             return build_pose2mesh(model, data, None, posenet_only=True)
+        posenet = read_posenet_run(model.posenet_init, self) if model.posenet_init else None
         net = build_pose2mesh(model, data, AnnyBody().faces.cpu().numpy(), freeze_posenet=True)
-        if model.posenet_init:
-            state, _ = read_run_weights(Path(model.posenet_init).expanduser())
-            net.posenet.load_state_dict({k.removeprefix("posenet."): v for k, v in state.items()
-                                         if k.startswith("posenet.")})
+        if posenet is not None:
+            load_model_weights(net.posenet, *posenet)
         if model.init:
             _, state = read_model_file(model.init, {}, FORMAT, "Pose2Mesh model")
             net.load_state_dict({k: v for k, v in state.items() if k.startswith(("posenet.", "meshnet."))})
@@ -192,10 +209,13 @@ class Pose2MeshTask:
         return result
 
 
-def export_pose2mesh(run_dir: str | Path, out: str | Path) -> Path:
+def export_pose2mesh(run_dir: str | Path, out: str | Path, task: Pose2MeshTask | None = None) -> Path:
     """A ``pose2mesh`` (second stage) run as a Pose2Mesh model file (``meshpose-pose2mesh-1``):
     the weights plus the fitted vertex-to-joint regressor and the mesh hierarchy's clusters."""
-    config, state, step = read_run(run_dir)
+    config, state, step = read_run(run_dir, "pose2mesh", task or Pose2MeshTask())
+    if config["data"]["stage"] != "meshnet":
+        raise MeshposeError("a pose2mesh run of stage posenet has no model file: export the stage meshnet run",
+                            run_dir)
     extra_header, extra_state = pose2mesh_file_extras(config)
     header = {"model": json.dumps(config["model"]), "training_data": TRAINING_DATA, **extra_header}
     return save_model_file(run_dir, out, config, {**state, **extra_state}, step, header)

@@ -45,6 +45,14 @@ class Distributed:
         torch_dist.all_gather_object(values, value)
         return values
 
+    def all_true(self, flag: bool) -> bool:
+        """Whether ``flag`` holds on every rank (so that all ranks stop together)."""
+        if not self.enabled:
+            return flag
+        value = torch.tensor([1 if flag else 0], device=self.device)
+        torch_dist.all_reduce(value, op=torch_dist.ReduceOp.MIN)
+        return bool(value.item())
+
     def shutdown(self) -> None:
         if self.enabled and torch_dist.is_initialized():
             torch_dist.destroy_process_group()
