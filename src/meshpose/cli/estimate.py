@@ -2,7 +2,9 @@
 ``joints``, ``convert``. Each is a thin wrapper over the Python API."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +22,37 @@ from meshpose.cli.arguments import device
 from meshpose.errors import InputFileError, MeshposeError
 from meshpose.image import ImageBodyEstimator, process, smoothing
 from meshpose.image.detectors import KeypointFileDetector
-from meshpose.io.images import is_video, list_media, open_video
-from meshpose.io.keypoints import read_keypoints, write_keypoints
+from meshpose.io._util import load_npy_or_npz, require_file
+from meshpose.io.atomic import check_output_file, check_output_folder, output_batch
+from meshpose.io.images import is_video, list_media, open_video, read_image
+from meshpose.io.keypoints import (
+    FOCAL_RANGE,
+    KEYPOINT_WRITE_EXTENSIONS,
+    check_focal_length,
+    read_keypoints,
+    visibility_rule,
+    write_keypoints,
+)
 from meshpose.io.meshes import write_mesh
 from meshpose.io.results import write_mesh_keypoints_json
 from meshpose.joints import convert, describe, get_joint_set
 from meshpose.mesh_keypoints import UP_AXES, mesh_keypoints_files
 from meshpose.meshkp.pointnet import OUTPUT_SETS
+from meshpose.models.regressor import INPUT_SETS
 from meshpose.predict import predict_file
 from meshpose.viz import render_views, save_png
+
+
+def focal_length(text: str) -> float:
+    """``--focal-length``: pixels, within :data:`meshpose.io.keypoints.FOCAL_RANGE`."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text[:40]!r}") from None
+    try:
+        return check_focal_length(value, None, MeshposeError, "the focal length")
+    except MeshposeError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _parse_shape(text: str | None):
@@ -62,20 +86,23 @@ def _parse_shape(text: str | None):
 
 
 def _load_pose(spec: str):
-    """A preset name, or an .npy/.npz file holding a (22, 3) axis-angle or (22, 3, 3) pose."""
+    """A preset name, or an .npy/.npz file holding a (22, 3) axis-angle or (22, 3, 3) pose
+    (an .npz: its ``pose`` array; nothing else of it is read)."""
     if spec in PRESETS:
         return preset_pose(spec)
     path = Path(spec)
-    if path.suffix not in (".npy", ".npz"):
-        raise MeshposeError(f"unknown pose {spec!r}; presets: {', '.join(PRESETS)}, or an .npy/.npz file")
-    if not path.exists():
-        raise InputFileError("file not found", path)
-    try:
-        data = np.load(path)
-        array = data["pose"] if path.suffix == ".npz" else data
-        array = np.asarray(array, dtype=np.float64)
-    except (OSError, ValueError, KeyError) as error:
-        raise InputFileError(f"cannot read a pose ({error})", path) from None
+    if path.suffix.lower() not in (".npy", ".npz"):
+        raise MeshposeError(f"unknown pose {spec[:60]!r}; presets: {', '.join(PRESETS)}, or an .npy/.npz file")
+    require_file(path, "pose file")
+    kind = path.suffix.lower()
+    data = load_npy_or_npz(path, kind, members=("pose",))
+    if kind == ".npz":
+        if "pose" not in data:
+            raise InputFileError("no 'pose' array in the .npz", path)
+        data = data["pose"]
+    if data.dtype.kind not in "iuf":
+        raise InputFileError(f"pose must hold numbers, got {data.dtype}", path)
+    array = np.asarray(data, dtype=np.float64)
     n = len(POSE_JOINTS)
     if array.shape not in ((n, 3), (n, 3, 3), (1, n, 3), (1, n, 3, 3)):
         raise InputFileError(
@@ -91,6 +118,11 @@ def cmd_body(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".obj", ".ply", ".off", ".glb"):
         raise MeshposeError("output mesh must end in .obj, .ply, .off or .glb", out)
+    check_output_file(out)
+    if args.keypoints:
+        check_output_file(args.keypoints)
+    if args.png:
+        check_output_file(args.png)
     joint_set = get_joint_set(args.joint_set)
     shape = _parse_shape(args.shape)
     pose = _load_pose(args.pose)
@@ -100,18 +132,15 @@ def cmd_body(args) -> int:
         joints = body_joints(output, joint_set.name)[0].cpu().numpy()
         vertices = output.vertices[0].cpu().numpy()
     faces = output.faces.cpu().numpy()
-    written = [write_mesh(out, vertices, faces)]
-    if args.keypoints:
-        written.append(
-            write_mesh_keypoints_json(
-                args.keypoints, joint_set.name, joint_set.names, joints, [1.0] * len(joints)
-            )
-        )
-    if args.png:
-        image = render_views(
-            vertices, faces, views=("front", "side"), joints=joints, edges=joint_set.edges
-        )
-        written.append(save_png(args.png, image))
+    with output_batch():  # the mesh, keypoints and picture appear together or not at all
+        written = [write_mesh(out, vertices, faces)]
+        if args.keypoints:
+            # A posed body, not a detection: every joint is known exactly (confidence 1).
+            written.append(write_mesh_keypoints_json(args.keypoints, joint_set.name, joint_set.names, joints,
+                                                     np.ones(len(joints), np.float32)))
+        if args.png:
+            image = render_views(vertices, faces, views=("front", "side"), joints=joints, edges=joint_set.edges)
+            written.append(save_png(args.png, image))
     for path in written:
         print(path)
     return 0
@@ -125,17 +154,25 @@ def cmd_predict(args) -> int:
                            output_joints=tuple(args.output_joints or ["coco17"]), model=args.model,
                            out_dir=args.out_dir, image=args.image, device=args.device or "cpu",
                            focal_length=args.focal_length)
-    print(f"{output}: {len(results['frame_ids'])} people")
+    valid = results["valid"]
+    if not valid.all():
+        print(f"meshpose: warning: {args.input}: skipped {int((~valid).sum())} of {len(valid)} people without "
+              f"{visibility_rule()} (valid = False, NaN, in {output})", file=sys.stderr)
+    print(f"{output}: {int(valid.sum())} of {len(valid)} people")
     if args.out_dir:
         print(args.out_dir)
     return 0
 
 
 def cmd_image(args) -> int:
+    check_output_folder(args.out_dir)
     detector = None
     if args.keypoints:
-        detector = KeypointFileDetector(args.keypoints)
-        media = list_media(args.input)
+        detector = KeypointFileDetector(args.keypoints, sets=INPUT_SETS)
+    media = list_media(args.input)
+    if len(media) == 1 and not is_video(media[0]):
+        read_image(media[0])  # one image: a bad one is refused before the models load
+    if detector is not None:
         count = open_video(media[0]).frames if len(media) == 1 and is_video(media[0]) else len(media)
         if len(media) > 1 and any(is_video(p) for p in media):
             raise MeshposeError("--keypoints takes one video, or images only", args.input)
@@ -170,6 +207,9 @@ def cmd_joints(args) -> int:
 
 
 def cmd_convert(args) -> int:
+    check_output_file(args.output, KEYPOINT_WRITE_EXTENSIONS)
+    if args.to:
+        get_joint_set(args.to)
     keypoints = read_keypoints(args.input, joint_set=args.joint_set)
     if args.to and args.to != keypoints.joint_set:
         target = get_joint_set(args.to)
@@ -209,7 +249,7 @@ def add_commands(commands) -> None:
     image.add_argument("--model", default="default", help="shipped model name (default, pose2mesh) or model file")
     image.add_argument("--joint-set", default="coco17", choices=("coco17", "body25"),
                        help="keypoints handed to the model (default coco17)")
-    image.add_argument("--focal-length", type=float, default=None,
+    image.add_argument("--focal-length", type=focal_length, default=None,
                        help="pixels; without it a 55 degree field of view is assumed and the root "
                             "translation is fitted to the keypoints")
     image.add_argument("--keypoints", default=None,
@@ -237,7 +277,8 @@ def add_commands(commands) -> None:
     predict.add_argument("--model", default="default", help="shipped model name or model file")
     predict.add_argument("--out-dir", default=None, help="per person: OBJ, JSON and PNG")
     predict.add_argument("--image", default=None, help="draw the meshes over this image")
-    predict.add_argument("--focal-length", type=float, default=None, help="pixels (for cam_t)")
+    predict.add_argument("--focal-length", type=focal_length, default=None,
+                         help=f"pixels (for cam_t), {FOCAL_RANGE[0]:g} to {FOCAL_RANGE[1]:g}")
     predict.add_argument("--device", default=None, type=device, help="cpu or cuda")
     predict.set_defaults(run=cmd_predict)
 

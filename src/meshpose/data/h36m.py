@@ -35,9 +35,7 @@ The camera frame is OpenCV's (x right, y down, z forward). The distortion formul
 """
 from __future__ import annotations
 
-import json
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -45,6 +43,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from meshpose.errors import InputFileError
+from meshpose.io._util import load_json, load_npy_or_npz
 from meshpose.joints import get_joint_set
 
 __all__ = [
@@ -120,23 +119,15 @@ class Camera:
 def _read_json(path: Path) -> object:
     if not path.is_file():
         raise InputFileError("file not found", path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputFileError(f"cannot read: {e}", path) from None
-    except json.JSONDecodeError as e:
-        raise InputFileError(f"not valid JSON: {e.msg} (line {e.lineno})", path) from None
+    return load_json(path)
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an archive; each member's header is checked against its stored size
+    before it is read (see :func:`meshpose.io._util.load_npy_or_npz`)."""
     if not path.is_file():
         raise InputFileError("file not found", path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise InputFileError(f"not a readable .npz archive: {e}", path) from None
+    return load_npy_or_npz(path, ".npz")
 
 
 def _column_order(labels: object, target: str, key: str, path: Path) -> np.ndarray:

@@ -14,8 +14,8 @@ import os
 
 import numpy as np
 
-from meshpose.errors import MeshposeError
-from meshpose.io.keypoints import read_keypoints
+from meshpose.errors import InputFileError, MeshposeError
+from meshpose.io.keypoints import read_keypoints, visibility_rule, visible_people
 from meshpose.joints import _both_sides, _make, convert, get_joint_set
 
 _MEDIAPIPE_NAMES = (
@@ -132,10 +132,19 @@ class KeypointFileDetector:
 
     Args:
         path: the keypoint file. joint_set: its joint set, if the file does not say.
+        sets: the joint sets accepted (None: any).
+
+    Raises:
+        InputFileError: the file is bad, or nobody in it shows enough of a body
+            (:func:`~meshpose.io.keypoints.visible_people`).
     """
 
-    def __init__(self, path, joint_set: str | None = None):
+    def __init__(self, path, joint_set: str | None = None, sets=None):
         data = read_keypoints(path, joint_set=joint_set)
+        if sets is not None and data.joint_set not in sets:
+            raise InputFileError(f"holds joint set {data.joint_set!r}; this reads {', '.join(sets)}", path)
+        if not visible_people(data.keypoints).any():
+            raise InputFileError(f"no person has {visibility_rule()} ({len(data)} read): nothing to estimate", path)
         self.path = path
         self.joint_set = data.joint_set
         order = np.unique(data.frame_ids)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from meshpose.body import AnnyBody, body_joints
+from meshpose.body import body_joints
 from meshpose.errors import UnknownNameError
-from meshpose.estimators import load_estimator
+from meshpose.estimators import load_estimator_and_body
 from meshpose.geometry.camera import fit_translation, focal_from_field_of_view, project
 from meshpose.image.detectors import MediaPipePose, to_joint_set
+from meshpose.io.keypoints import visible_people
 from meshpose.models.regressor import INPUT_SETS
 
 #: Detections at or above this confidence count in the translation fit and the re-projection
@@ -70,8 +71,7 @@ class ImageBodyEstimator:
         self.joint_set = joint_set
         self.focal_length = focal_length
         self.device = device
-        self.body = AnnyBody().to(device)
-        self._estimate, self.faces = load_estimator(model, device, joint_set, (joint_set,), self.body)
+        self._estimate, self.faces, self.body = load_estimator_and_body(model, device, joint_set, (joint_set,))
 
     @property
     def detector(self):
@@ -104,12 +104,18 @@ class ImageBodyEstimator:
             ``focal`` (2,), ``principal`` (2,), ``image_size`` (2,) = (W, H) pixels;
             ``camera_source`` "model" or "fit"; ``projected`` (P, J, 2) pixels of ``joints3d +
             cam_t``; ``reprojection_px`` and ``reprojection`` (P,) their median error against
-            the confident detections, pixels and fraction of the bounding-box diagonal.
+            the confident detections, pixels and fraction of the bounding-box diagonal;
+            ``people`` (P,) the index of each person among the detections, and ``skipped`` the
+            number of detections left out because they show too little for a body
+            (:func:`~meshpose.io.keypoints.visible_people`).
         """
         height, width = image.shape[:2]
         if keypoints is None:
             keypoints = self.detect(image)
         keypoints = np.asarray(keypoints, np.float32).reshape(-1, *np.shape(keypoints)[-2:])
+        keep = visible_people(keypoints)
+        kept, skipped = np.flatnonzero(keep), int((~keep).sum())
+        keypoints = keypoints[keep]
         focal, principal = self.intrinsics((width, height))
         people = len(keypoints)
         batch = torch.as_tensor(keypoints, device=self.device)
@@ -134,7 +140,7 @@ class ImageBodyEstimator:
         result.update(
             joint_set=self.joint_set, keypoints2d=keypoints, joints3d=joints.float().cpu().numpy(), cam_t=cam_t.float().cpu().numpy(),
             focal=focal, principal=principal, image_size=np.array([width, height]),
-            camera_source=source, projected=projected.float().cpu().numpy())
+            camera_source=source, projected=projected.float().cpu().numpy(), people=kept, skipped=skipped)
         result.pop("camera", None)
         result["reprojection_px"], result["reprojection"] = reprojection_errors(result["projected"], keypoints)
         return result

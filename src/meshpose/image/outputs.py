@@ -46,7 +46,7 @@ def person_document(result: dict, person: int, source: str, frame: int | None = 
     return {
         "source": source,
         "frame": frame,
-        "person": person,
+        "person": int(result["people"][person]) if "people" in result else person,
         "units": "pixels in 2D; metres in 3D, camera frame (x right, y down, z forward)",
         "image_size": [int(v) for v in result["image_size"]],
         "camera": {
@@ -81,8 +81,9 @@ def write_person_files(folder: Path, stem: str, image: np.ndarray, result: dict,
                        source: str, frame: int | None = None, meshes: bool = True) -> list[Path]:
     """Write every person's files of one image into ``folder``; returns the paths written."""
     written = []
-    for person in range(len(result["keypoints2d"])):
-        base = Path(folder) / f"{stem}_person{person:02d}"
+    numbers = result.get("people", range(len(result["keypoints2d"])))
+    for person, number in enumerate(numbers):
+        base = Path(folder) / f"{stem}_person{int(number):02d}"
         if meshes:
             write_mesh(base.with_suffix(".obj"), result["vertices"][person] + result["cam_t"][person], faces)
             written.append(base.with_suffix(".obj"))

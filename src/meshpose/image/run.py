@@ -2,7 +2,12 @@
 picture out, with a summary of every input.
 
 A file that cannot be read, or in which nobody is found, gets one line on the error stream and
-no output; the run goes on with the next file.
+no output; the run goes on with the next file. Detections that show too little for a body
+(:func:`~meshpose.io.keypoints.visible_people`) are skipped, with one warning line per file and
+their count in the summary; a file where every detection is skipped counts as nobody found.
+Everything is written at the end, together (:func:`~meshpose.io.atomic.output_batch`); when no
+file succeeds nothing is written at all, and an output folder that cannot be written stops the
+run.
 """
 from __future__ import annotations
 
@@ -21,8 +26,9 @@ from meshpose.geometry.camera import project
 from meshpose.image import smoothing
 from meshpose.image.estimate import ImageBodyEstimator, reprojection_errors
 from meshpose.image.outputs import write_person_files
-from meshpose.io.atomic import atomic_write_text, staged_folder
+from meshpose.io.atomic import atomic_write_text, output_batch, staged_folder
 from meshpose.io.images import is_video, list_media, open_video, read_image
+from meshpose.io.keypoints import visibility_rule
 
 #: Frames per second assumed for a video whose container does not say.
 DEFAULT_FPS = 30.0
@@ -32,7 +38,8 @@ DEFAULT_FPS = 30.0
 class MediaReport:
     """What one input file gave: ``people`` person-detections written (over all frames),
     ``frames`` read, median re-projection error (fraction of the bounding-box diagonal), for
-    videos the joints' jitter (m/s^2) before and after smoothing, and the error, if any."""
+    videos the joints' jitter (m/s^2) before and after smoothing, ``skipped`` detections with
+    too few visible joints, and the error, if any."""
 
     path: str
     kind: str
@@ -41,6 +48,7 @@ class MediaReport:
     reprojection: float | None = None
     jitter_raw: float | None = None
     jitter_smoothed: float | None = None
+    skipped: int = 0
     error: str | None = None
     files: list[str] = field(default_factory=list)
 
@@ -65,14 +73,22 @@ def process_image(path: Path, stem: str, out_dir: Path, estimator, meshes: bool 
     image = read_image(path)
     result = estimator(image)
     report.frames = 1
+    report.skipped = int(result.get("skipped", 0))
     if len(result["keypoints2d"]) == 0:
-        raise InputFileError("no person found", path)
+        raise InputFileError(_nobody(report.skipped), path)
     with staged_folder(out_dir) as staging:
         written = write_person_files(staging, stem, image, result, estimator.faces, path.name, None, meshes)
     report.people = len(result["keypoints2d"])
     report.reprojection = _median(result["reprojection"])
     report.files = [str(out_dir / p.name) for p in written]
     return report
+
+
+def _nobody(skipped: int) -> str:
+    """The error of a file in which nobody is found."""
+    if not skipped:
+        return "no person found"
+    return f"no person with {visibility_rule()} ({skipped} detections skipped)"
 
 
 def _single(result: dict | None) -> bool:
@@ -130,13 +146,15 @@ def process_video(path: Path, stem: str, out_dir: Path, estimator, meshes: bool 
     video = open_video(path)
     fps = video.fps or DEFAULT_FPS
     frames: list[dict | None] = []
+    skipped = 0
     for image in tqdm(video, total=video.frames or None, desc=f"{path.name}: estimate", unit="frame",
                       disable=not progress, leave=False):
         result = estimator(image)
+        skipped += int(result.get("skipped", 0))
         frames.append(result if len(result["keypoints2d"]) else None)
-    report = MediaReport(str(path), "video", frames=len(frames))
+    report = MediaReport(str(path), "video", frames=len(frames), skipped=skipped)
     if not any(r is not None for r in frames):
-        raise InputFileError(f"no person found in any of its {len(frames)} frames", path)
+        raise InputFileError(f"{_nobody(skipped)} in any of its {len(frames)} frames", path)
     report.jitter_raw = _track_jitter(frames, fps)
     if smooth is not None:
         smooth_frames(frames, fps, estimator, smooth)
@@ -170,7 +188,8 @@ def process(inputs, out_dir, estimator=None, meshes: bool = True, smooth: dict |
         progress: progress bars (default: on when there are several files or a video).
         errors: where the one-line message of a failed file goes (default ``sys.stderr``).
     Returns:
-        one :class:`MediaReport` per file, failed ones with ``error`` set.
+        one :class:`MediaReport` per file, failed ones with ``error`` set. When every file
+        failed, nothing is written (no ``summary.json`` either).
     Raises:
         InputFileError: an input path is missing, or a folder holds no image or video.
     """
@@ -182,17 +201,33 @@ def process(inputs, out_dir, estimator=None, meshes: bool = True, smooth: dict |
         estimator = ImageBodyEstimator(video=len(paths) == 1 and is_video(paths[0]))
     stems = _stems(paths)
     reports = []
-    for path in tqdm(paths, desc="images", unit="file", disable=not show or len(paths) == 1):
-        try:
-            if is_video(path):
-                report = process_video(path, stems[path], out_dir, estimator, meshes, smooth, show)
+    with output_batch():
+        for path in tqdm(paths, desc="images", unit="file", disable=not show or len(paths) == 1):
+            try:
+                if is_video(path):
+                    report = process_video(path, stems[path], out_dir, estimator, meshes, smooth, show)
+                else:
+                    report = process_image(path, stems[path], out_dir, estimator, meshes)
+            except MeshposeError as error:
+                if _about(error, out_dir):
+                    raise  # the output cannot be written: no use going on (and nothing is written)
+                report = MediaReport(str(path), "video" if is_video(path) else "image", error=error.message)
+                tqdm.write(str(error), file=errors)
             else:
-                report = process_image(path, stems[path], out_dir, estimator, meshes)
-        except MeshposeError as error:
-            report = MediaReport(str(path), "video" if is_video(path) else "image", error=error.message)
-            tqdm.write(str(error), file=errors)
-        reports.append(report)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    summary = {"inputs": [vars(r) | {"files": len(r.files)} for r in reports]}
-    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1, allow_nan=False) + "\n")
+                if report.skipped:
+                    tqdm.write(f"meshpose: warning: {path}: skipped {report.skipped} detections without "
+                               f"{visibility_rule()}", file=errors)
+            reports.append(report)
+        if any(r.error is None for r in reports):
+            summary = {"inputs": [vars(r) | {"files": len(r.files)} for r in reports]}
+            with staged_folder(out_dir) as staging:
+                atomic_write_text(staging / "summary.json", json.dumps(summary, indent=1, allow_nan=False) + "\n")
     return reports
+
+
+def _about(error: MeshposeError, out_dir: Path) -> bool:
+    """Whether ``error`` is about ``out_dir`` or a path inside it (not about an input)."""
+    if error.path is None:
+        return False
+    path = Path(error.path)
+    return path == out_dir or out_dir in path.parents

@@ -6,6 +6,7 @@ OpenCV, which the ``image`` extra installs (``pip install 'meshpose[image]'``).
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,17 +14,25 @@ from pathlib import Path
 import numpy as np
 
 from meshpose.errors import InputFileError, MeshposeError
+from meshpose.io._util import one_line
 
 #: File suffixes read as images and as videos (lower case).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
 
+#: Largest image read, in pixels (about 89 megapixels: Pillow's own decompression-bomb limit).
+MAX_IMAGE_PIXELS = 89_478_485
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """(H, W, 3) uint8 RGB pixels of an image file, upright (EXIF orientation applied).
 
+    The size the header declares is checked before any pixel is decoded: images over
+    :data:`MAX_IMAGE_PIXELS` are refused (a PNG header may claim 20000 x 20000 pixels).
+
     Raises:
-        InputFileError: missing or unreadable file.
+        InputFileError: missing, unreadable or too large file.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -31,10 +40,21 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if not path.is_file():
         raise InputFileError("image not found", path)
     try:
-        with Image.open(path) as image:
-            return np.asarray(ImageOps.exif_transpose(image).convert("RGB")).copy()
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise InputFileError(f"cannot read image ({error})", path) from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise InputFileError(f"image of {width} x {height} pixels is larger than "
+                                         f"{MAX_IMAGE_PIXELS:,} pixels", path)
+                return np.asarray(ImageOps.exif_transpose(image).convert("RGB")).copy()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputFileError(f"image too large: its header declares more than {MAX_IMAGE_PIXELS:,} pixels",
+                             path) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as error:
+        raise InputFileError(f"cannot read image ({one_line(error, 100)})", path) from None
+    except MemoryError:
+        raise InputFileError("image too large to decode in memory", path) from None
 
 
 @dataclass
@@ -98,12 +118,19 @@ def list_media(path: str | os.PathLike) -> list[Path]:
 
     Raises:
         InputFileError: missing path, a file that is neither an image nor a video by its
-            suffix, or a folder with no image or video in it.
+            suffix, a folder with no image or video in it, or one of whose media entries is
+            not a readable file (hidden files are ignored).
     """
     path = Path(path)
     media = IMAGE_SUFFIXES + VIDEO_SUFFIXES
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in media)
+        try:
+            files = sorted(p for p in path.iterdir() if p.suffix.lower() in media and not p.name.startswith("."))
+        except OSError as error:
+            raise InputFileError(f"cannot list folder: {error.strerror or one_line(error)}", path) from None
+        for item in files:
+            if not item.is_file():  # a broken link or a link loop: skipping it would shift --keypoints frames
+                raise InputFileError("is not a readable file (a broken link, a link loop or a folder)", item)
         if not files:
             raise InputFileError(f"no image or video files ({', '.join(media)}) in this folder", path)
         return files

@@ -68,11 +68,18 @@ meta, npy) take ``joint_set`` when given, else the format's default for their jo
 (COCO: 17 -> coco17, 23 -> coco_wholebody23; OpenPose: 18 -> openpose18, 25 -> body25);
 either way the joint count must match the set.
 
-Every reader validates: finite numbers, confidence in ``[0, 1]`` (except the clipped scores
-above), the joint count, array ranks, at least one person ("no keypoints found"), integer ids
-and unique ``(frame, person)`` pairs. Problems raise :class:`~meshpose.errors.InputFileError`
-naming the file; an unknown ``joint_set`` *argument* raises
-:class:`~meshpose.errors.UnknownNameError`.
+Every reader validates: finite numbers with ``|x|, |y| <=`` :data:`MAX_COORDINATE` pixels,
+confidence in ``[0, 1]`` (except the clipped scores above), the joint count, array ranks, at
+least one person ("no keypoints found"), integer ids within int64 and unique ``(frame,
+person)`` pairs, ``image_size`` and ``focal_length`` within :data:`MAX_IMAGE_SIDE` and
+:data:`FOCAL_RANGE`. Problems raise :class:`~meshpose.errors.InputFileError` naming the file;
+an unknown ``joint_set`` *argument* raises :class:`~meshpose.errors.UnknownNameError`. Of an
+``.npz`` only the arrays named above are read.
+
+Who is visible enough for a body (:func:`visible_people`): a person needs at least
+:data:`MIN_VISIBLE_JOINTS` joints with confidence ``>=`` :data:`VISIBLE_CONFIDENCE` that do not
+all lie at one point. OpenPose's ``0, 0, 0`` "not detected" joints do not count. Reading does not
+drop anybody; ``meshpose predict`` and ``meshpose image`` flag and skip those people.
 """
 from __future__ import annotations
 
@@ -80,6 +87,7 @@ import csv
 import io
 import json
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,21 +100,46 @@ from meshpose.io._util import (
     integer,
     load_json,
     load_npy_or_npz,
+    natural_key,
+    npz_members,
     numbers,
     one_line,
     read_text,
-    sorted_files,
+    short_floats,
 )
 from meshpose.io.atomic import atomic_write, atomic_write_text
 from meshpose.joints import JOINT_SETS, JointSet, get_joint_set
 
 __all__ = [
+    "FOCAL_RANGE",
     "KEYPOINT_READ_EXTENSIONS",
     "KEYPOINT_WRITE_EXTENSIONS",
+    "MAX_COORDINATE",
+    "MAX_IMAGE_SIDE",
+    "MIN_VISIBLE_JOINTS",
+    "VISIBLE_CONFIDENCE",
     "Keypoints2D",
+    "check_focal_length",
+    "check_keypoint_values",
     "read_keypoints",
+    "visibility_rule",
+    "visible_people",
     "write_keypoints",
 ]
+
+#: Largest ``|x|`` or ``|y|`` of a keypoint, pixels: 100 times a 10,000-pixel image, and far
+#: inside float32 (1e39 is finite in float64 but not in float32).
+MAX_COORDINATE = 1e6
+#: Largest width or height of an image, pixels.
+MAX_IMAGE_SIDE = 1_000_000
+#: Focal lengths accepted, pixels: from a 1-pixel focal length (a fish-eye on a tiny image) to
+#: 10^6 (a long telephoto on a 100-megapixel sensor); 0, negative, NaN, inf and 1e300 are not.
+FOCAL_RANGE = (1.0, 1e6)
+#: A joint is visible at this confidence or above.
+VISIBLE_CONFIDENCE = 0.1
+#: A person needs this many visible joints (not all at one point) for a body.
+MIN_VISIBLE_JOINTS = 4
+_INT64 = np.iinfo(np.int64)
 
 #: Extensions :func:`read_keypoints` accepts (a folder of ``.json`` frames is accepted too).
 KEYPOINT_READ_EXTENSIONS = (".json", ".npz", ".npy", ".csv")
@@ -233,14 +266,27 @@ def _where(rows: tuple, js: JointSet, frame_ids: np.ndarray, person_ids: np.ndar
 
 
 def _ids(value: Any, n: int, what: str, path: Path, Error: Callable) -> np.ndarray:
-    """An ``(n,)`` int64 id array from a list or array of integers."""
-    arr = np.asarray(value)
+    """An ``(n,)`` int64 id array from a list or array of integers (each within int64: larger
+    ones would wrap to negative numbers)."""
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError, OverflowError):
+        raise Error(f"{what} must be a list of integers", path) from None
+    if arr.dtype.kind == "O":
+        big = next((v for v in arr.reshape(-1) if isinstance(v, int) and not _INT64.min <= v <= _INT64.max), None)
+        if big is not None:
+            raise Error(f"{what} must lie within the int64 range, got {str(big)[:40]}", path)
     if arr.dtype.kind == "f" and arr.size and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+        outside = (arr < _INT64.min) | (arr >= 2.0**63)
+        if outside.any():
+            raise Error(f"{what} must lie within the int64 range, got {arr[np.argmax(outside)]:g}", path)
         arr = arr.astype(np.int64)
     if arr.dtype.kind not in "iu":
         raise Error(f"{what} must be integers, got dtype {arr.dtype}", path)
     if arr.shape != (n,):
         raise Error(f"{what} must have shape ({n},) (one per person), got {arr.shape}", path)
+    if arr.dtype.kind == "u" and arr.size and arr.max() > _INT64.max:
+        raise Error(f"{what} must lie within the int64 range, got {int(arr.max())}", path)
     return arr.astype(np.int64)
 
 
@@ -271,6 +317,12 @@ def _finish(path: Path, raw: _Raw, requested: JointSet | None, Error: Callable =
         channel = ("x", "y", "confidence")[int(rows[2][0])]
         value = pts[rows[0][0], rows[1][0], rows[2][0]]
         raise Error(f"non-finite keypoint {channel} ({value}) at {_where(rows, js, frame_ids, person_ids)}", path)
+    huge = np.abs(pts[..., :2]) > MAX_COORDINATE
+    if huge.any():
+        rows = np.nonzero(huge)
+        value = pts[rows[0][0], rows[1][0], rows[2][0]]
+        raise Error(f"keypoint {'xy'[int(rows[2][0])]} = {value:g} pixels is beyond +-{MAX_COORDINATE:g} at "
+                    f"{_where(rows, js, frame_ids, person_ids)}", path)
     conf = pts[..., 2]
     if raw.clip:
         np.clip(conf, 0.0, 1.0, out=conf)
@@ -307,22 +359,63 @@ def _check_image_size(value: Any, path: Path, Error: Callable) -> tuple[int, int
     arr = np.asarray(value)
     if arr.dtype.kind not in "iuf" or arr.shape != (2,):
         raise Error(f"image_size must be two numbers (W, H), got {one_line(value, 60)}", path)
-    if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)) or np.any(arr <= 0):
-        raise Error(f"image_size must be two positive integers (W, H), got {arr.tolist()}", path)
+    if (not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)) or np.any(arr <= 0)
+            or np.any(arr > MAX_IMAGE_SIDE)):
+        raise Error(f"image_size must be two integers (W, H) from 1 to {MAX_IMAGE_SIDE:,} pixels, "
+                    f"got {one_line(arr.tolist(), 60)}", path)
     return int(arr[0]), int(arr[1])
 
 
 def _check_focal(value: Any, path: Path, Error: Callable) -> float | None:
-    """A positive finite focal length in pixels, or None."""
+    """A focal length in pixels within :data:`FOCAL_RANGE`, or None."""
     if value is None:
         return None
     arr = np.asarray(value)
     if arr.dtype.kind not in "iuf" or arr.size != 1:
         raise Error(f"focal_length must be one number (pixels), got {one_line(value, 60)}", path)
-    f = float(arr.reshape(()))
-    if not np.isfinite(f) or f <= 0:
-        raise Error(f"focal_length must be a positive finite number of pixels, got {f}", path)
-    return f
+    return check_focal_length(float(arr.reshape(())), path, Error, "focal_length")
+
+
+def check_focal_length(value: float, path: Any = None, Error: Callable = MeshposeError,
+                       what: str = "focal length") -> float:
+    """``value`` if it is a focal length in pixels within :data:`FOCAL_RANGE`, else ``Error``."""
+    low, high = FOCAL_RANGE
+    if not np.isfinite(value) or not low <= value <= high:
+        raise Error(f"{what} must be from {low:g} to {high:g} pixels, got {value:g}", path)
+    return float(value)
+
+
+def check_keypoint_values(points: np.ndarray, path: Any = None, Error: Callable = MeshposeError) -> None:
+    """Check in-memory ``(N, J, 2|3)`` keypoints: finite, ``|x|, |y| <=`` :data:`MAX_COORDINATE`,
+    confidence in ``[0, 1]``; else ``Error(message, path)``."""
+    points = np.asarray(points, dtype=np.float64)
+    if not np.isfinite(points).all():
+        raise Error("keypoints hold NaN or infinite values", path)
+    if (np.abs(points[..., :2]) > MAX_COORDINATE).any():
+        raise Error(f"keypoint coordinates beyond +-{MAX_COORDINATE:g} pixels", path)
+    if points.shape[-1] == 3 and ((points[..., 2] < 0) | (points[..., 2] > 1)).any():
+        raise Error("keypoint confidences outside [0, 1]", path)
+
+
+def visible_people(keypoints: np.ndarray) -> np.ndarray:
+    """``(N,)`` bool: which of ``(N, J, 3)`` keypoints (pixels, confidence) show enough of a
+    person for a body: at least :data:`MIN_VISIBLE_JOINTS` joints with confidence ``>=``
+    :data:`VISIBLE_CONFIDENCE`, not all at one point (their box is at least a pixel wide or
+    tall)."""
+    points = np.asarray(keypoints, dtype=np.float64)
+    seen = points[..., 2] >= VISIBLE_CONFIDENCE
+    enough = seen.sum(-1) >= MIN_VISIBLE_JOINTS
+    xy = np.where(seen[..., None], points[..., :2], np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # people with no visible joint: all-NaN
+        extent = np.nanmax(xy, axis=1) - np.nanmin(xy, axis=1) if len(points) else np.zeros((0, 2))
+    spread = np.nan_to_num(extent, nan=0.0).max(-1) >= 1.0
+    return enough & spread
+
+
+def visibility_rule() -> str:
+    """The rule of :func:`visible_people` in words, for messages."""
+    return f"at least {MIN_VISIBLE_JOINTS} joints with confidence >= {VISIBLE_CONFIDENCE:g}, not all at one point"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -574,9 +667,28 @@ def _parse_json(path: Path) -> _Raw:
     raise InputFileError(_UNRECOGNISED, path)
 
 
+def _frame_files(folder: Path) -> list[Path]:
+    """The non-hidden ``.json`` entries of a folder in natural name order; one that is not a
+    readable file (a broken link, a link loop, a folder) is an error, since skipping it would
+    shift the frame ids of the frames after it."""
+    try:
+        entries = [p for p in folder.iterdir() if not p.name.startswith(".") and p.suffix.lower() == ".json"]
+    except OSError as exc:
+        raise InputFileError(f"cannot list folder: {exc.strerror or one_line(exc)}", folder) from None
+    for entry in entries:
+        try:
+            entry.stat()
+        except OSError as exc:
+            what = "a broken symbolic link or a link loop" if entry.is_symlink() else "unreadable"
+            raise InputFileError(f"frame file is {what} ({exc.strerror or one_line(exc)})", entry) from None
+        if not entry.is_file():
+            raise InputFileError("is not a file (a frame folder holds one .json file per frame)", entry)
+    return sorted(entries, key=lambda p: natural_key(p.name))
+
+
 def _read_folder(folder: Path, requested: JointSet | None) -> Keypoints2D:
     """A folder of per-frame OpenPose or single-image MMPose JSON files (frame id = index)."""
-    files = sorted_files(folder, (".json",))
+    files = _frame_files(folder)
     if not files:
         raise InputFileError("folder holds no .json keypoint files", folder)
     people: list[np.ndarray] = []
@@ -636,10 +748,14 @@ def _npz_string(value: np.ndarray, what: str, path: Path) -> str:
     return s.decode("utf-8", "replace") if isinstance(s, bytes) else str(s)
 
 
+#: The arrays of a keypoint ``.npz`` that are read (any others are not loaded).
+_NPZ_MEMBERS = ("keypoints", "joint_set", "frame_ids", "person_ids", "image_size", "focal_length")
+
+
 def _parse_npz(path: Path) -> _Raw:
-    data = load_npy_or_npz(path, ".npz")
+    data = load_npy_or_npz(path, ".npz", members=_NPZ_MEMBERS)
     if "keypoints" not in data:
-        found = ", ".join(sorted(data)) or "nothing"
+        found = ", ".join(sorted(npz_members(path))[:8]) or "nothing"
         raise InputFileError(f"no 'keypoints' array in the .npz (found: {found})", path)
     pts = data["keypoints"]
     n = pts.shape[0] if pts.ndim >= 1 else 0
@@ -771,8 +887,14 @@ def read_keypoints(path: str | os.PathLike, joint_set: str | JointSet | None = N
     """
     requested = None if joint_set is None else get_joint_set(joint_set)
     p = Path(path)
-    if not p.exists():
-        raise InputFileError("keypoint file not found", p)
+    try:
+        p.stat()
+    except FileNotFoundError:
+        if p.is_symlink():
+            raise InputFileError("broken symbolic link", p) from None
+        raise InputFileError("keypoint file not found", p) from None
+    except OSError as exc:  # a link loop, a name too long, no permission
+        raise InputFileError(f"cannot read: {exc.strerror or one_line(exc, 80)}", p) from None
     if p.is_dir():
         return _read_folder(p, requested)
     ext = p.suffix.lower()
@@ -781,6 +903,8 @@ def read_keypoints(path: str | os.PathLike, joint_set: str | JointSet | None = N
             f"unsupported keypoint file extension {p.suffix or '(none)'!r}; "
             f"expected one of {', '.join(KEYPOINT_READ_EXTENSIONS)} or a folder of .json frames", p
         )
+    if not p.is_file():
+        raise InputFileError("is not a regular file", p)
     if p.stat().st_size == 0:
         raise InputFileError("file is empty", p)
     if ext == ".json":
@@ -823,7 +947,8 @@ def write_keypoints(path: str | os.PathLike, kp: Keypoints2D) -> Path:
       other COCO tools ignore; ``image_size`` / ``focal_length`` are not stored).
     * ``.csv``: the CSV layout of :func:`read_keypoints` with confidence columns.
 
-    Numbers are written so that float32 values read back exactly.
+    Numbers are written as the shortest decimal that reads back as the same float32
+    (``417.18``, not ``417.17999267578125``).
 
     Args:
         path: output file (its folder must exist).
@@ -867,8 +992,8 @@ def write_keypoints(path: str | os.PathLike, kp: Keypoints2D) -> Path:
             items.append({
                 "image_id": int(frame),
                 "category_id": 1,
-                "keypoints": [float(v) for v in row.reshape(-1)],
-                "score": float(row[:, 2].mean()),
+                "keypoints": short_floats(row.reshape(-1)),
+                "score": short_floats(row[:, 2].mean(dtype=np.float32)),
                 "track_id": int(person),
                 "joint_set": kp.joint_set,
             })
@@ -876,5 +1001,5 @@ def write_keypoints(path: str | os.PathLike, kp: Keypoints2D) -> Path:
     names = get_joint_set(kp.joint_set).names
     lines = [",".join(["frame", "person"] + [f"{n}_{c}" for n in names for c in "xyc"])]
     for row, frame, person in zip(kp.keypoints, kp.frame_ids, kp.person_ids):
-        lines.append(",".join([str(int(frame)), str(int(person))] + [f"{float(v):.9g}" for v in row.reshape(-1)]))
+        lines.append(",".join([str(int(frame)), str(int(person))] + [repr(v) for v in short_floats(row.reshape(-1))]))
     return atomic_write_text(p, "\n".join(lines) + "\n")

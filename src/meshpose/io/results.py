@@ -14,10 +14,14 @@
     shape             (N, ...)    float32  body-model shape parameters
     frame_ids         (N,)        int64    frame of each row (as in the input keypoints)
     person_ids        (N,)        int64    person of each row
+    valid             (N,)        bool     False for a person whose keypoints show too little
+                                           for a body (see meshpose.io.keypoints.visible_people):
+                                           every float of that row is NaN
 
 At least one ``joints3d_<S>`` is required (S a meshpose joint-set name, K its joint count); all
-other keys above are required except ``cam_t``. Extra keys are allowed if they hold numbers or
-strings (no Python objects). Everything but NaN in ``joints3d_<S>`` must be finite.
+other keys above are required except ``cam_t`` and ``valid`` (absent: every row valid). Extra
+keys are allowed if they hold numbers or strings (no Python objects). Everything but NaN in
+``joints3d_<S>`` and in the rows that are not valid must be finite.
 
 ``mesh-keypoints`` output (JSON)::
 
@@ -36,7 +40,13 @@ from typing import Any
 import numpy as np
 
 from meshpose.errors import InputFileError
-from meshpose.io._util import load_json, load_npy_or_npz, one_line, require_file
+from meshpose.io._util import (
+    load_json,
+    load_npy_or_npz,
+    one_line,
+    require_file,
+    short_floats,
+)
 from meshpose.io.atomic import atomic_write, atomic_write_text
 from meshpose.joints import JOINT_SETS, JointSet, get_joint_set
 
@@ -104,15 +114,25 @@ def validate_results(
         a = arr(key)
         if a.dtype.kind not in "iuf" or (ndim is not None and a.ndim != ndim) or (ndim is None and a.ndim < 2):
             raise Error(f"{key!r} must be a float array {shape_text}, got {a.dtype} {a.shape}", path)
-        ok = (np.isfinite(a) | np.isnan(a)) if allow_nan else np.isfinite(a)
-        if not ok.all():
-            raise Error(f"{key!r} holds non-finite values", path)
         if a.shape[0] != n:
             raise Error(f"{key!r} has {a.shape[0]} rows but frame_ids has {n}", path)
+        ok = np.isfinite(a)
+        if allow_nan:
+            ok |= np.isnan(a)
+        elif skipped is not None:
+            ok |= np.isnan(a) & skipped.reshape(-1, *([1] * (a.ndim - 1)))
+        if not ok.all():
+            raise Error(f"{key!r} holds non-finite values", path)
         return a.astype(np.float32)
 
     frame_ids = ints("frame_ids", "(N,)", 1)
     n = frame_ids.shape[0]
+    skipped = None  # (N,) rows that are not valid, or None when there is no "valid"
+    if "valid" in results:
+        valid = arr("valid")
+        if valid.dtype != np.bool_ or valid.shape != (n,):
+            raise Error(f"'valid' must be a ({n},) bool array, got {valid.dtype} {valid.shape}", path)
+        out["valid"], skipped = valid, ~valid
     person_ids = ints("person_ids", "(N,)", 1)
     if person_ids.shape != (n,):
         raise Error(f"'person_ids' has {person_ids.shape[0]} rows but frame_ids has {n}", path)
@@ -278,7 +298,8 @@ def write_mesh_keypoints_json(
         path: output ``.json`` file (its folder must exist).
         joint_set: the joint set ``names`` belong to.
         names: ``K`` unique joint names of that set (any subset, any order).
-        points: ``(K, 3)`` coordinates in ``units``.
+        points: ``(K, 3)`` coordinates in ``units``; float32 points are written with the
+            shortest decimal that reads back as the same float32.
         confidence: ``(K,)`` values in ``[0, 1]``.
         units: unit of ``points``.
 
@@ -294,11 +315,14 @@ def write_mesh_keypoints_json(
     names, pts, conf = _check_mesh_keypoints(
         js, units, names, points, confidence, path, lambda m, _p: ValueError(f"invalid mesh keypoints: {m}")
     )
+    as32 = np.asarray(points).dtype == np.float32
+    listed = short_floats(pts.astype(np.float32) if as32 else pts)
     doc = {
         "joint_set": js.name,
         "units": units,
-        "keypoints": {n: [float(c) for c in p] for n, p in zip(names, pts)},
-        "confidence": {n: float(c) for n, c in zip(names, conf)},
+        "keypoints": dict(zip(names, listed)),
+        "confidence": dict(zip(names, short_floats(conf.astype(np.asarray(confidence).dtype)
+                                                   if np.asarray(confidence).dtype == np.float32 else conf))),
     }
     return atomic_write_text(path, json.dumps(doc, indent=2, allow_nan=False) + "\n")
 

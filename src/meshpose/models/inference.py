@@ -2,12 +2,18 @@
 turns keypoints into bodies with it (what ``meshpose predict`` runs for the default model)."""
 from __future__ import annotations
 
-import json
-
 import torch
 
 from meshpose.body import body_joints
-from meshpose.io.weights import SHIPPED_MODELS, read_model_file
+from meshpose.errors import MeshposeError
+from meshpose.io.weights import (
+    SHIPPED_MODELS,
+    check_settings,
+    header_object,
+    load_checked,
+    model_path,
+    read_model_file,
+)
 from meshpose.models.regressor import (
     KeypointRegressor,
     root_from_weak_perspective,
@@ -19,13 +25,27 @@ FORMAT = "meshpose-regressor-1"
 __all__ = ["FORMAT", "load_regressor", "regressor_estimator"]
 
 
+#: The header's ``model`` settings the regressor is built from: (type, low, high).
+SETTINGS = {"hidden": (int, 1, 16384), "blocks": (int, 0, 64), "iterations": (int, 1, 16)}
+
+
 def load_regressor(name_or_path: str = "default", device: str | torch.device = "cpu") -> KeypointRegressor:
     """A :class:`~meshpose.models.regressor.KeypointRegressor` with shipped or saved weights, in
-    eval mode on ``device``."""
+    eval mode on ``device``.
+
+    Raises:
+        MeshposeError: not a regressor file, settings missing or out of :data:`SETTINGS`'
+            ranges, or tensors that are not the network's (one line naming the file).
+    """
     header, state = read_model_file(name_or_path, SHIPPED_MODELS, FORMAT, "regressor")
-    settings = json.loads(header["model"])
+    path = model_path(name_or_path, SHIPPED_MODELS)
+    settings = header_object(header, "model", path)
+    missing = [name for name in SETTINGS if name not in settings]
+    if missing:
+        raise MeshposeError(f"the header's model settings lack {', '.join(map(repr, missing))}", path)
+    check_settings(settings, SETTINGS, path, "model")
     model = KeypointRegressor(settings["hidden"], settings["blocks"], settings["iterations"])
-    model.load_state_dict(state)
+    load_checked(model, state, path)
     return model.to(device).eval()
 
 

@@ -15,9 +15,16 @@ import torch
 from meshpose.body import AnnyBody
 from meshpose.errors import MeshposeError, UnknownNameError
 from meshpose.geometry.camera import translation_from_2d_3d
-from meshpose.io.weights import read_model_file
-from meshpose.joints import get_joint_set
-from meshpose.models.regressor import to_slots
+from meshpose.io._util import one_line
+from meshpose.io.weights import (
+    check_settings,
+    header_object,
+    load_checked,
+    model_path,
+    read_model_file,
+)
+from meshpose.joints import JOINT_SETS, get_joint_set
+from meshpose.models.regressor import INPUT_SETS, to_slots
 from meshpose.pose2mesh.build import (
     Pose2MeshDataConfig,
     Pose2MeshModelConfig,
@@ -27,7 +34,7 @@ from meshpose.pose2mesh.losses import fit_joint_regressor, regress_joints
 
 FORMAT = "meshpose-pose2mesh-1"
 
-__all__ = ["FORMAT", "Pose2MeshPredictor", "load_pose2mesh", "pose2mesh_estimator", "pose2mesh_file_extras"]
+__all__ = ["FORMAT", "Pose2MeshPredictor", "check_pose2mesh_file", "load_pose2mesh", "pose2mesh_estimator", "pose2mesh_file_extras"]
 
 
 def _config_sections(model_settings: dict, data_settings: dict):
@@ -105,21 +112,74 @@ class Pose2MeshPredictor:
                 "root": root}
 
 
+#: The header's ``model`` settings the network is built from: (type, low, high).
+MODEL_SETTINGS = {
+    "posenet_width": (int, 1, 16384), "posenet_blocks": (int, 0, 64), "posenet_dropout": (float, 0.0, 1.0),
+    "levels": (int, 1, 12), "n_levels": (int, 0, 13), "widths": (list, 1, 4096), "joint_width": (int, 1, 4096),
+    "blocks": (int, 0, 16), "K": (int, 1, 10), "hierarchy_seed": (int, 0, 2**31 - 1),
+}
+
+
+def _checked_sections(header: dict, path):
+    """The model and data config sections of a Pose2Mesh file's header, checked."""
+    model_settings = header_object(header, "model", path)
+    data_settings = header_object(header, "data", path)
+    check_settings(model_settings, MODEL_SETTINGS, path, "model")
+    if len(model_settings.get("widths", [])) > 13:
+        raise MeshposeError("the header's model setting 'widths' lists more than 13 levels", path)
+    joint_set = data_settings.get("joint_set", "h36m17")
+    if not isinstance(joint_set, str) or joint_set not in JOINT_SETS:
+        raise MeshposeError(f"the header's data setting 'joint_set' is not a joint set: {str(joint_set)[:40]!r}",
+                            path)
+    sets = data_settings.get("input_sets", list(INPUT_SETS))
+    if not isinstance(sets, list) or not sets or not all(isinstance(s, str) and s in INPUT_SETS for s in sets):
+        raise MeshposeError(f"the header's data setting 'input_sets' must list some of {', '.join(INPUT_SETS)}",
+                            path)
+    return _config_sections(model_settings, data_settings)
+
+
+def check_pose2mesh_file(name_or_path: str, shipped: dict | None = None) -> None:
+    """Check a Pose2Mesh model file without building the network: its header, its settings
+    and its tensors' values (the tensors' shapes are checked when it is loaded)."""
+    header, state = read_model_file(name_or_path, shipped or {}, FORMAT, "Pose2Mesh model")
+    path = model_path(name_or_path, shipped or {})
+    _checked_sections(header, path)
+    for name in ("hierarchy_clusters", "joint_regressor"):
+        if name not in state:
+            raise MeshposeError(f"tensor {name!r} is missing", path)
+
+
 def load_pose2mesh(name_or_path: str, device: str | torch.device = "cpu", shipped: dict | None = None,
                    body=None) -> Pose2MeshPredictor:
-    """A :class:`Pose2MeshPredictor` from a shipped name or a model file."""
+    """A :class:`Pose2MeshPredictor` from a shipped name or a model file.
+
+    Raises:
+        MeshposeError: not a Pose2Mesh file, settings of the wrong type or out of
+            :data:`MODEL_SETTINGS`' ranges, a network the settings cannot build, or tensors that
+            are not the network's (one line naming the file).
+    """
     header, state = read_model_file(name_or_path, shipped or {}, FORMAT, "Pose2Mesh model")
-    data_settings = json.loads(header["data"])
-    model, data = _config_sections(json.loads(header["model"]), data_settings)
+    path = model_path(name_or_path, shipped or {})
+    model, data = _checked_sections(header, path)
     model.cache_dir = "~/.cache/meshpose"  # the training machine's folder means nothing here
+    for name in ("hierarchy_clusters", "joint_regressor"):
+        if name not in state:
+            raise MeshposeError(f"tensor {name!r} is missing", path)
     body = body or AnnyBody()
-    net = build_pose2mesh(model, data, body.faces.cpu().numpy())
+    try:
+        net = build_pose2mesh(model, data, body.faces.cpu().numpy())
+    except (ValueError, TypeError, IndexError, KeyError, AssertionError, RuntimeError) as error:
+        raise MeshposeError(f"the header's settings do not build a Pose2Mesh network ({one_line(error, 80)})",
+                            path) from None
     clusters = state.pop("hierarchy_clusters")
-    if not torch.equal(_hierarchy_clusters(net).float(), clusters):
+    if clusters.shape != _hierarchy_clusters(net).shape or not torch.equal(_hierarchy_clusters(net).float(), clusters):
         raise MeshposeError("the mesh hierarchy rebuilt here differs from the model's (another body "
-                            "mesh or graph code)", name_or_path)
+                            "mesh, graph code or settings)", path)
     regressor = state.pop("joint_regressor")
-    net.load_state_dict(state)
+    expected = (len(get_joint_set(data.joint_set)), body.num_vertices)
+    if tuple(regressor.shape) != expected:
+        raise MeshposeError(f"tensor 'joint_regressor' has shape {tuple(regressor.shape)}, expected {expected}", path)
+    load_checked(net, state, path)
     return Pose2MeshPredictor(net, regressor, data.joint_set, data.input_sets, body).to(device)
 
 

@@ -48,10 +48,12 @@ back faces are drawn and shaded like front faces.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
+
+from meshpose.io.atomic import atomic_write
 
 __all__ = [
     "draw_keypoints",
@@ -513,16 +515,17 @@ def overlay_mesh(
 # --------------------------------------------------------------------------------------------
 
 
-def save_png(path, image) -> None:
-    """Write an image to a PNG file atomically.
+def save_png(path, image) -> Path:
+    """Write an image to a PNG file atomically (:func:`meshpose.io.atomic.atomic_write`).
 
-    The image is written to a temporary file in the destination folder, which then replaces
-    ``path`` in one step (``os.replace``), so readers never see a partial file. Missing parent
-    folders are created.
+    Readers never see a partial file. Missing parent folders are created.
 
     Args:
         path: destination file path.
         image: (H, W, 3) RGB, (H, W, 4) RGBA or (H, W) grey uint8 array.
+
+    Returns:
+        ``Path(path)``.
     """
     from PIL import Image
 
@@ -531,22 +534,9 @@ def save_png(path, image) -> None:
         raise ValueError(f"image must be uint8, got {img.dtype}")
     if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (3, 4))):
         raise ValueError(f"image must be (H, W), (H, W, 3) or (H, W, 4), got {img.shape}")
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        # mkstemp creates the file private (0600); give it an ordinary file's permissions.
-        mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644
-        os.chmod(tmp, mode)
-        with os.fdopen(fd, "wb") as handle:
-            Image.fromarray(np.ascontiguousarray(img)).save(handle, format="PNG")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
+
+    def write(tmp: str) -> None:
+        Image.fromarray(np.ascontiguousarray(img)).save(tmp, format="PNG")
+
+    return atomic_write(path, write)
