@@ -367,3 +367,18 @@ def test_mediapipe_on_a_rendered_body_lines_up(mediapipe_pose, scene):
 
 def test_mediapipe_blank_image_finds_nobody(mediapipe_pose, scene):
     assert mediapipe_pose(scene["background"]).shape == (0, 33, 3)
+
+
+def test_missing_mediapipe_says_which_pythons_the_image_extra_supports(monkeypatch):
+    """On Python 3.13+ the image extra installs without MediaPipe (no wheel): the detector's error
+    names the Python version and the way around it, in one line."""
+    import sys
+
+    from meshpose.image import detectors
+
+    monkeypatch.setattr(sys, "version_info", (3, 13, 1, "final", 0))
+    message = detectors._missing_mediapipe()
+    assert "Python 3.13" in message and "3.10-3.12" in message and "--keypoints" in message
+    assert "\n" not in message
+    monkeypatch.setattr(sys, "version_info", (3, 12, 7, "final", 0))
+    assert "pip install 'meshpose[image]'" in detectors._missing_mediapipe()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 
 import numpy as np
 
@@ -79,6 +80,15 @@ def _quiet_native_logs():
             os.close(saved)
 
 
+def _missing_mediapipe() -> str:
+    """Why there is no MediaPipe, and what to do, in one line."""
+    if sys.version_info >= (3, 13):
+        return (f"the image detector needs MediaPipe 0.10.21, which has no wheel for Python "
+                f"{sys.version_info[0]}.{sys.version_info[1]}: use Python 3.10-3.12 for the image "
+                "extra, or pass another detector's keypoints with --keypoints FILE")
+    return "the image detector needs MediaPipe: pip install 'meshpose[image]'"
+
+
 class MediaPipePose:
     """MediaPipe's pose landmarker ("full" model, shipped inside the ``mediapipe`` wheel: fully
     offline). It finds one person per image: the most prominent.
@@ -99,8 +109,7 @@ class MediaPipePose:
             with _quiet_native_logs():
                 import mediapipe as mp  # optional dependency
         except ImportError:
-            raise MeshposeError(
-                "the image detector needs MediaPipe: pip install 'meshpose[image]'") from None
+            raise MeshposeError(_missing_mediapipe()) from None
         with _quiet_native_logs():
             # model_complexity=1 is the "full" model in the wheel; 0 and 2 would be downloaded.
             self._pose = mp.solutions.pose.Pose(
