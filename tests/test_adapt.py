@@ -77,6 +77,7 @@ def _feature_gap(extractor, source_slots, target_slots) -> float:
     return float((fs.mean(0) - ft.mean(0)).norm())
 
 
+@pytest.mark.slow  # a 120/200-step adaptation run: 15-35 s on 2 CPU cores
 def test_short_adaptation_run_reduces_a_simulated_domain_shift(tmp_path):
     from pathlib import Path
 
@@ -129,6 +130,7 @@ def test_short_adaptation_run_reduces_a_simulated_domain_shift(tmp_path):
     assert green[:, 1485:].sum() > 50 and green[:, :1485].sum() < green[:, 1485:].sum()
 
 
+@pytest.mark.slow  # a 120/200-step adaptation run: 15-35 s on 2 CPU cores
 def test_the_configured_run_fits_the_target_detections_and_the_critic_only_measures(tmp_path):
     """The shipped config (adversarial weight 0, the critic trained as a gauge): the adapted
     regressor reprojects better onto held-out detections of the shifted domain, the critic

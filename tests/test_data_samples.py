@@ -1,9 +1,6 @@
 """The synthetic sample engine."""
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -64,10 +61,9 @@ def test_shapes_cover_children_to_elderly(engine):
     assert age.min() < 0.4 and age.max() > 0.95 and age.min() >= 1 / 3 - 1e-6
 
 
-def test_samples_command_draws_a_grid(tmp_path):
+def test_samples_command_draws_a_grid(tmp_path, meshpose_cli):
     out = tmp_path / "samples.png"
-    result = subprocess.run([sys.executable, "-m", "meshpose", "data", "samples", "--n", "4", "--out", str(out)],
-                            capture_output=True, text=True, timeout=300)
+    result = meshpose_cli("data", "samples", "--n", "4", "--out", out)
     assert result.returncode == 0, result.stderr
     from PIL import Image
 

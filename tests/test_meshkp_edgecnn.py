@@ -157,7 +157,7 @@ def test_overfits_tiny_dataset():
     model = SeedEdgeCNN(120, 6, 64)
     optimiser = torch.optim.Adam(model.parameters(), lr=2e-3)
     losses = []
-    for _ in range(150):
+    for _ in range(60):  # by step 60 the loss is at 5-10% of its start (3% after 150 steps)
         loss = hungarian_distance_loss(model(x), y)
         optimiser.zero_grad()
         loss.backward()

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -162,12 +160,10 @@ def test_mesh_keypoints_rejects_bad_meshes_and_names():
         meshpose.mesh_keypoints((np.eye(3), np.array([[0, 1, 2]])), joint_set="coco17")
 
 
-def _run(*args):
-    return subprocess.run([sys.executable, "-m", "meshpose", "mesh-keypoints", *map(str, args)],
-                          capture_output=True, text=True)
+def test_command_writes_json_and_png_per_mesh_and_nothing_on_bad_input(tmp_path, anny, meshpose_cli):
+    def _run(*args):  # the command, in this process
+        return meshpose_cli("mesh-keypoints", *args)
 
-
-def test_command_writes_json_and_png_per_mesh_and_nothing_on_bad_input(tmp_path, anny):
     import trimesh
 
     vertices, faces, _, _ = _walking_body(anny)

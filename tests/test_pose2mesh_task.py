@@ -80,6 +80,7 @@ def _losses(run: Path) -> list[float]:
         return [float(row["loss"]) for row in csv.DictReader(fh)]
 
 
+@pytest.mark.slow  # two training runs, export and predict: ~20-30 s
 def test_two_stage_training_export_and_predict(cache_dir, tmp_path, anny_body):
     from meshpose.pose2mesh.task import export_pose2mesh
     from meshpose.pose2mesh.inference import load_pose2mesh

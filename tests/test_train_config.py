@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -69,12 +67,8 @@ def test_saved_config_reads_back_equal(tmp_path):
     assert again.to_dict() == config.to_dict()
 
 
-def test_cli_reports_a_mistyped_key_and_writes_nothing(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "meshpose", "train", str(TOY), "optim.lrr=1",
-         f"run.output_dir={tmp_path / 'runs'}"],
-        capture_output=True, text=True, timeout=120,
-    )
+def test_cli_reports_a_mistyped_key_and_writes_nothing(tmp_path, meshpose_cli):
+    result = meshpose_cli("train", TOY, "optim.lrr=1", f"run.output_dir={tmp_path / 'runs'}")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "valid keys in 'optim'" in lines[0]

@@ -63,6 +63,7 @@ def wait_for(condition, timeout=120.0, poll=0.005):
     return False
 
 
+@pytest.mark.slow  # training subprocesses: ~10 s each, after the reference run
 def test_killed_at_random_moments_then_resumed_is_bit_identical(reference_run, tmp_path):
     rng = random.Random(20261122)
     run_dir = tmp_path / "run"
@@ -88,6 +89,7 @@ def test_killed_at_random_moments_then_resumed_is_bit_identical(reference_run, t
     assert steps == sorted(set(steps)) and steps[-1] == 240
 
 
+@pytest.mark.slow  # training subprocesses: ~10 s each, after the reference run
 def test_killed_in_the_middle_of_a_save(reference_run, tmp_path):
     run_dir = tmp_path / "run"
     slow = {"MESHPOSE_TEST_CHECKPOINT_PAUSE": "0.3"}
@@ -157,6 +159,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # training subprocesses: ~10 s each, after the reference run
 def test_two_process_ddp_matches_one_process(tmp_path):
     settings = ["train.epochs=1", "train.steps_per_epoch=30", "train.batch_size=64",
                 "optim.name=sgd", "optim.lr=0.05", "schedule.warmup_steps=0", "run.device=cpu"]
