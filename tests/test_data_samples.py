@@ -70,3 +70,25 @@ def test_samples_command_draws_a_grid(tmp_path, meshpose_cli):
     picture = np.asarray(Image.open(out))
     assert picture.shape[0] >= 256 and picture.shape[1] >= 4 * 256
     assert (np.abs(picture.astype(int) - [220, 40, 40]).sum(-1) < 30).any()  # keypoints drawn
+
+
+def test_mixed_chains_come_from_the_bank_part_by_part():
+    """Every body part of a mixed pose is the same part of some bank pose (rotations relative to
+    the parent kept), the parts of one pose come from different bank poses, and probability 0
+    gives the bank poses themselves."""
+    from meshpose.data.samples import CHAINS, mix_chains
+
+    generator = torch.Generator().manual_seed(3)
+    bank = torch.linalg.qr(torch.randn(50, 22, 3, 3, generator=generator)).Q  # distinct rotations
+    index = torch.randint(50, (40,), generator=generator)
+    assert torch.equal(mix_chains(bank, index, 0.0, generator), bank[index])
+    mixed = mix_chains(bank, index, 1.0, generator)
+    assert torch.equal(mixed[:, 0], bank[index][:, 0])  # the pelvis (global orientation) is kept
+    sources = []
+    for chain in CHAINS.values():
+        part = mixed[:, list(chain)]  # (40, n, 3, 3)
+        match = (part[:, None] - bank[None, :, list(chain)]).abs().flatten(2).amax(-1) < 1e-7  # (40, 50)
+        assert match.any(dim=1).all()  # a whole part of one bank pose
+        sources.append(match.float().argmax(dim=1))
+    sources = torch.stack(sources, 1)  # (40, chains)
+    assert (sources != sources[:, :1]).any(dim=1).float().mean() > 0.9  # parts from different poses

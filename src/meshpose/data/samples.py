@@ -50,6 +50,30 @@ class ShapeRanges:
         return (self.gender, self.age, self.muscle, self.weight, self.height, self.proportions)
 
 
+#: Parts of the reduced pose (indices into ``POSE_JOINTS``) that :attr:`SampleConfig.mix_chains`
+#: recombines: each keeps its rotations relative to its parent, so a left arm from one take goes
+#: on the torso of another as it was held there.
+CHAINS: dict[str, tuple[int, ...]] = {
+    "torso": (1, 2, 3), "head": (4, 5),
+    "left_arm": (6, 8, 10, 12), "right_arm": (7, 9, 11, 13),
+    "left_leg": (14, 16, 18, 20), "right_leg": (15, 17, 19, 21),
+}
+
+
+def mix_chains(rotations: torch.Tensor, index: torch.Tensor, probability: float,
+               generator: torch.Generator) -> torch.Tensor:
+    """``(B, 22, 3, 3)`` poses ``rotations[index]`` whose chains (:data:`CHAINS`) each come, with
+    ``probability``, from another random pose of ``rotations`` (N, 22, 3, 3)."""
+    pose = rotations[index]
+    for chain in CHAINS.values():
+        other = torch.randint(len(rotations), index.shape, generator=generator, device=generator.device)
+        take = torch.rand(index.shape, generator=generator, device=generator.device) < probability
+        other, take = other.to(pose.device), take.to(pose.device)
+        pose[:, list(chain)] = torch.where(take[:, None, None, None], rotations[other][:, list(chain)],
+                                           pose[:, list(chain)])
+    return pose
+
+
 @dataclass
 class SampleConfig:
     joint_set: str = "coco17"
@@ -58,6 +82,9 @@ class SampleConfig:
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     vertices: bool = True  #: skin the full mesh (joints are always computed)
     extra_joint_sets: tuple[str, ...] = ()  #: also return ``joints3d_<S>`` (camera frame) for these
+    #: Probability that each limb chain and the torso/head (:data:`CHAINS`) take their rotations
+    #: from another random bank pose: recombines body parts across takes (0 = bank poses as they are).
+    mix_chains: float = 0.0
 
 
 class SampleEngine:
@@ -92,7 +119,10 @@ class SampleEngine:
         config = self.config
         index = torch.randint(len(self.bank), (batch,), generator=generator, device=generator.device)
         index = index.to(self.device)
-        pose = self.rotations[index]
+        if config.mix_chains > 0:
+            pose = mix_chains(self.rotations, index, config.mix_chains, generator)
+        else:
+            pose = self.rotations[index]
         shape = config.shapes.sample(batch, generator).to(self.device)
         output = self.body(pose, shape, vertices=config.vertices)
         joints = body_joints(output, config.joint_set)
