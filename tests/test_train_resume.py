@@ -97,13 +97,13 @@ def test_killed_in_the_middle_of_a_save(reference_run, tmp_path):
     checkpoints = run_dir / "checkpoints"
 
     def saving_after_first():  # a temporary checkpoint file exists and a complete one too
-        return checkpoints.exists() and any(checkpoints.glob(".step-*.tmp*")) and any(
+        return checkpoints.exists() and any(checkpoints.glob(".meshpose-tmp-*-step-*")) and any(
             checkpoints.glob("step-*.pt"))
 
     assert wait_for(saving_after_first)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert any(checkpoints.glob(".step-*.tmp*"))  # really killed mid-save
+    assert any(checkpoints.glob(".meshpose-tmp-*-step-*"))  # really killed mid-save
     last = (checkpoints / "last").read_text().strip()
     state = torch.load(checkpoints / last, weights_only=True)  # the pointer names a whole file
     assert state["step"] > 0
