@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from meshpose.errors import InputFileError, MeshposeError
 from meshpose.io._util import one_line
@@ -34,8 +35,6 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     Raises:
         InputFileError: missing, unreadable or too large file.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     path = Path(path)
     if not path.is_file():
         raise InputFileError("image not found", path)

@@ -52,6 +52,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 from meshpose.io.atomic import atomic_write
 
@@ -298,8 +299,6 @@ def _framing(points_cam: np.ndarray, width: int, height: int, margin: float):
 
 def _draw_skeleton(image, points_xy, edges, joint_color, edge_color, radius, line_width):
     """Draw edges as lines then joints as filled discs on ``image`` (H, W, 3) uint8."""
-    from PIL import Image, ImageDraw
-
     canvas = Image.fromarray(image)
     draw = ImageDraw.Draw(canvas)
     jc = tuple(int(round(v)) for v in _rgb(joint_color))
@@ -527,8 +526,6 @@ def save_png(path, image) -> Path:
     Returns:
         ``Path(path)``.
     """
-    from PIL import Image
-
     img = np.asarray(image)
     if img.dtype != np.uint8:
         raise ValueError(f"image must be uint8, got {img.dtype}")
