@@ -2,6 +2,8 @@
 
     python benchmarks/bench_coverage.py --data ../shared/data
     python benchmarks/bench_coverage.py --data ../shared/data --bank "CMU bank (Anny)=src/meshpose/assets/pose_bank_cmu.npz"
+    python benchmarks/bench_coverage.py --data ../shared/data --no-probe --mix-chains 0.5 \
+        --bank "CMU bank (Anny)=src/meshpose/assets/pose_bank_cmu.npz"
 
 Every pose (S1's 3D joints, the mocap skeletons' joints, Anny bodies of a pose bank) is rebuilt
 on one 15-joint skeleton with S1's median bone lengths (:mod:`meshpose.data.coverage`), so the
@@ -40,6 +42,7 @@ from meshpose.data.h36m import load_h36m_3d
 from meshpose.data.mocap_files import find_mocap_files
 from meshpose.data.posebank import PoseBank
 from meshpose.data.retarget import RETARGET_POINTS, read_clip_points
+from meshpose.data.samples import mix_chains
 
 MOCAP = {"CMU 01-14": "mocap/cmu", "HDM05": "mocap/hdm05", "Bandai-Namco-1": "mocap/bandai"}
 
@@ -59,10 +62,16 @@ def mocap_poses(folder: Path, fps: float) -> np.ndarray:
 
 
 @torch.no_grad()
-def bank_poses(path: str, body: AnnyBody, limit: int) -> np.ndarray:
+def bank_poses(path: str, body: AnnyBody, limit: int, mix: float = 0.0) -> np.ndarray:
+    """A bank's poses (at most ``limit``, evenly spaced) as skeleton poses; with ``mix`` > 0
+    each pose's chains come from other poses of the bank with that probability, as in training
+    (:func:`meshpose.data.samples.mix_chains`)."""
     bank = PoseBank.load(path)
     index = np.linspace(0, len(bank) - 1, min(limit, len(bank))).round().astype(int)
     rotations = bank.rotation_matrices(index)
+    if mix > 0:
+        generator = torch.Generator().manual_seed(0)
+        rotations = mix_chains(rotations, torch.arange(len(rotations)), mix, generator)
     parts = []
     for start in range(0, len(index), 1024):
         output = body(rotations[start:start + 1024].float(), torch.full((len(rotations[start:start + 1024]), 6), 0.5),
@@ -78,6 +87,8 @@ def main() -> None:
     parser.add_argument("--fps", type=float, default=10.0, help="mocap frames per second kept")
     parser.add_argument("--bank", action="append", default=[], metavar="NAME=PATH", help="pose bank .npz")
     parser.add_argument("--bank-poses", type=int, default=40_000, help="at most this many poses per bank")
+    parser.add_argument("--mix-chains", type=float, action="append", default=[], metavar="P",
+                        help="also each bank with its chains recombined with probability P")
     parser.add_argument("--probe-steps", type=int, default=1500)
     parser.add_argument("--no-probe", action="store_true")
     args = parser.parse_args()
@@ -95,6 +106,8 @@ def main() -> None:
     for spec in args.bank:
         name, _, path = spec.partition("=")
         collections[name] = bank_poses(path, body, args.bank_poses)
+        for mix in args.mix_chains:
+            collections[f"{name}, chains mixed (p={mix:g})"] = bank_poses(path, body, args.bank_poses, mix)
     if "CMU 01-14" in collections and "Bandai-Namco-1" in collections:
         collections["CMU 01-14 + Bandai-Namco-1"] = np.concatenate(
             [collections["CMU 01-14"], collections["Bandai-Namco-1"]])

@@ -44,6 +44,43 @@ def test_root_from_weak_perspective_inverts_a_pinhole_projection():
     assert torch.allclose(root, torch.tensor([[0.4, -0.2, 5.0]]), atol=1e-5)
 
 
+def test_rotation_onto_ray_by_hand():
+    from meshpose.geometry.rotations import rotation_onto_ray
+
+    focal, principal = torch.tensor([[1000.0, 800.0]] * 3), torch.tensor([[500.0, 400.0]] * 3)
+    # At the principal point nothing turns; 1000 px right (fx = 1000) is 45 degrees about +y;
+    # 800 px down (fy = 800) is 45 degrees about -x (the optical axis tips towards +y).
+    pixels = torch.tensor([[500.0, 400.0], [1500.0, 400.0], [500.0, 1200.0]])
+    turn = rotation_onto_ray(pixels, focal, principal)
+    c = 0.5 ** 0.5
+    about_y = torch.tensor([[c, 0.0, c], [0.0, 1.0, 0.0], [-c, 0.0, c]])
+    about_minus_x = torch.tensor([[1.0, 0.0, 0.0], [0.0, c, c], [0.0, -c, c]])
+    assert torch.allclose(turn[0], torch.eye(3), atol=1e-6)
+    assert torch.allclose(turn[1], about_y, atol=1e-6)
+    assert torch.allclose(turn[2], about_minus_x, atol=1e-6)
+
+
+def test_a_person_off_centre_is_turned_into_the_real_cameras_axes():
+    # The network reads box-normalised keypoints, so it gives the same body wherever the person
+    # is in the image: the view of a camera aimed at them. With intrinsics, that body is turned
+    # so that the camera's optical axis goes to the ray through the root (the direction of
+    # cam_t): Rodrigues' formula, written out here.
+    people = np.array([entry["keypoints"] for entry in json.loads(SAMPLE.read_text())], np.float32)
+    people = people.reshape(len(people), 17, 3)
+    people[..., 0] += 500.0  # further right: 11-30 degrees off the optical axis
+    plain = meshpose.predict(people, "coco17", ("coco17",))["joints3d_coco17"]
+    known = meshpose.predict(people, "coco17", ("coco17",), image_size=(1280, 720), focal_length=1000.0)
+    for person in range(len(people)):
+        ray = known["cam_t"][person] / np.linalg.norm(known["cam_t"][person])
+        axis = np.cross([0.0, 0.0, 1.0], ray)
+        sin, cos = np.linalg.norm(axis), ray[2]
+        k = axis / sin
+        cross = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+        turn = np.eye(3) + sin * cross + (1 - cos) * cross @ cross
+        assert np.degrees(np.arcsin(sin)) > 5  # a real turn for every person
+        assert np.abs(known["joints3d_coco17"][person] - plain[person] @ turn.T).max() < 1e-3
+
+
 @pytest.fixture(scope="module")
 def synthetic_people(anny_body):
     """Held-out CMU poses seen by a camera: 2D input and true 3D (h36m17, root-relative)."""

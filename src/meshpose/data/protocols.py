@@ -50,15 +50,19 @@ EVAL_BATCH = 8
 
 
 @torch.no_grad()
-def _estimate(estimate, keypoints, keep_vertices: bool = False, progress: str = "") -> dict[str, torch.Tensor]:
+def _estimate(estimate, keypoints, keep_vertices: bool = False, progress: str = "",
+              intrinsics: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Root-relative ``joints3d_h36m17`` (N, 17, 3), ``features`` (every ``MAP_VERTEX_STRIDE``-th
     vertex) and, with ``keep_vertices``, ``vertices`` (N, V, 3) estimated from keypoints
     (N, J, 3) by a ``estimate`` function (:func:`meshpose.estimators.load_estimator`), ``EVAL_BATCH`` people at a
-    time. (The full meshes of a whole Human3.6M pass would not fit in memory.)"""
+    time, with the cameras' ``intrinsics`` (focal (N, 2), principal (N, 2)) when known. (The full
+    meshes of a whole Human3.6M pass would not fit in memory.)"""
     parts: dict[str, list] = {"joints3d_h36m17": [], "vertices": [], "features": []}
     for start in tqdm(range(0, len(keypoints), EVAL_BATCH), desc=progress, unit="batch",
                       disable=not progress, leave=False):
-        out = estimate(torch.as_tensor(keypoints[start : start + EVAL_BATCH], dtype=torch.float32), None)
+        rows = slice(start, start + EVAL_BATCH)
+        known = None if intrinsics is None else (intrinsics[0][rows], intrinsics[1][rows])
+        out = estimate(torch.as_tensor(keypoints[rows], dtype=torch.float32), known)
         parts["joints3d_h36m17"].append(out["joints3d_h36m17"])
         parts["features"].append(out["vertices"][:, ::MAP_VERTEX_STRIDE])
         if keep_vertices:
@@ -83,12 +87,13 @@ def _label(estimator) -> str:
 def load_s1_protocol(data_dir: str, stride: int):
     """Human3.6M S1, every ``stride``-th frame of every sequence with 3D: (Stacked-Hourglass
     detections (N, 16, 2), the ground truth projected to mpii16 (N, 16, 2), root-relative h36m17
-    truth in the camera frame (N, 17, 3) metres). Read once per folder and stride."""
+    truth in the camera frame (N, 17, 3) metres, the cameras' intrinsics (focal (N, 2),
+    principal point (N, 2)) pixels). Read once per folder and stride."""
     data_dir = Path(data_dir)
     joints3d = load_h36m_3d(data_dir / "h36m_S1_3d.npz", data_dir / "h36m_S1_joints.json")
     joints2d = load_h36m_2d(data_dir / "h36m_S1_2d_sh.npz", data_dir / "h36m_S1_joints.json")
     cameras = load_h36m_cameras(data_dir / "h36m_S1_cameras.json")
-    detections, projected, truth = [], [], []
+    detections, projected, truth, focal, principal = [], [], [], [], []
     for (subject, action, camera), sh in sorted(joints2d.items()):
         world = joints3d.get((subject, action))
         if world is None:
@@ -100,21 +105,25 @@ def load_s1_protocol(data_dir: str, stride: int):
         truth.append(in_camera - in_camera[:, :1])
         detections.append(sh[frames])
         projected.append(convert(project(in_camera, cam), "h36m17", "mpii16"))
-    return detections, projected, torch.from_numpy(np.concatenate(truth)).float()
+        focal.append(np.broadcast_to(cam.f, (len(frames), 2)))
+        principal.append(np.broadcast_to(cam.c, (len(frames), 2)))
+    intrinsics = tuple(torch.from_numpy(np.concatenate(part)).float() for part in (focal, principal))
+    return detections, projected, torch.from_numpy(np.concatenate(truth)).float(), intrinsics
 
 
 def evaluate_h36m(data_dir: str | Path, estimator, body: AnnyBody, stride: int = 5,
                   extra_rows: bool = True) -> list[dict]:
     """Rows of the Human3.6M S1 protocols (see the module docstring) for a ``joint_set ->
     estimate`` function; ``extra_rows=False`` gives the Stacked-Hourglass row only."""
-    detections, projected, truth = load_s1_protocol(str(data_dir), stride)
+    detections, projected, truth, intrinsics = load_s1_protocol(str(data_dir), stride)
     estimate = estimator("mpii16")
     inputs = (("Stacked-Hourglass detections", detections), ("projected ground truth", projected))
     rows = []
     for name, points in inputs if extra_rows else inputs[:1]:
         keypoints = np.concatenate(points)
         keypoints = np.concatenate([keypoints, np.ones_like(keypoints[..., :1])], -1)
-        out = _estimate(estimate, keypoints, progress=f"{_label(estimator)}: H36M S1 {name}")
+        out = _estimate(estimate, keypoints, progress=f"{_label(estimator)}: H36M S1 {name}",
+                        intrinsics=intrinsics)
         h36m, features = out["joints3d_h36m17"], out["features"]
         rows.append({"protocol": f"H36M S1, {name}", "samples": len(truth),
                      "mpjpe_mm": float(metrics.mpjpe(h36m, truth)) * 1000,

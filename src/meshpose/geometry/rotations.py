@@ -53,3 +53,24 @@ def polar_rotation(matrices: torch.Tensor) -> torch.Tensor:
     ``U diag(1, 1, det(U V^T)) V^T`` from the SVD ``M = U S V^T``.
     """
     return roma.special_procrustes(matrices)
+
+
+def rotation_onto_ray(pixels: torch.Tensor, focal: torch.Tensor, principal: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, 3)`` the smallest rotation taking the optical axis ``(0, 0, 1)`` onto the viewing
+    ray through ``pixels``.
+
+    A model that reads keypoints normalised to their bounding box sees every person as a camera
+    aimed at them sees them; this rotation takes its camera-axes estimate into the axes of the
+    real camera, in which a person away from the image centre is seen obliquely.
+
+    Args:
+        pixels: (B, 2) image points (e.g. the person's root), pixels.
+        focal: (B, 2) focal lengths (fx, fy), pixels.
+        principal: (B, 2) principal points, pixels.
+    """
+    ray = torch.cat([(pixels - principal) / focal, torch.ones_like(pixels[:, :1])], dim=-1)
+    ray = ray / ray.norm(dim=-1, keepdim=True)
+    axis = torch.stack([-ray[:, 1], ray[:, 0], torch.zeros_like(ray[:, 0])], dim=-1)  # z x ray
+    angle = torch.atan2(axis.norm(dim=-1), ray[:, 2])
+    unit = axis / axis.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(axis.dtype).tiny)
+    return roma.rotvec_to_rotmat(unit * angle[:, None])

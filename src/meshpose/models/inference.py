@@ -6,6 +6,7 @@ import torch
 
 from meshpose.body import body_joints
 from meshpose.errors import MeshposeError
+from meshpose.geometry.rotations import rotation_onto_ray
 from meshpose.io.weights import (
     SHIPPED_MODELS,
     check_settings,
@@ -53,13 +54,23 @@ def regressor_estimator(regressor, body, joint_set: str, sets):
     """``estimate(batch, intrinsics) -> {key: (B, ...) tensor}`` for an in-memory regressor and
     body, with the keys of :func:`meshpose.predict.predict`'s results: ``batch`` is ``(B, J, 3)``
     keypoints of ``joint_set``, ``intrinsics`` ``(focal (B, 2), principal (B, 2))`` or None
-    (then no ``cam_t``), ``sets`` the output joint sets. Vertices and joints are root-relative."""
+    (then no ``cam_t``), ``sets`` the output joint sets. Vertices and joints are root-relative.
+
+    The regressor gives the body in the axes of a camera aimed at the person (its input is
+    normalised to the keypoints' box). With intrinsics, the body is turned into the real camera's
+    axes (:func:`~meshpose.geometry.rotations.rotation_onto_ray` through the root's pixel): a
+    person away from the image centre is seen obliquely, e.g. 6 degrees on Human3.6M."""
 
     def estimate_regressor(batch, intrinsics):
         out = regressor(to_slots(batch, joint_set))
-        bodies = body(out["pose"], out["shape"])
+        pose = out["pose"]
+        if intrinsics is not None:
+            root_pixels = out["centre"] + out["size"][:, None] / 2 * out["camera"][:, 1:]
+            pose = pose.clone()
+            pose[:, 0] = rotation_onto_ray(root_pixels, *intrinsics).to(pose) @ pose[:, 0]
+        bodies = body(pose, out["shape"])
         root = bodies.joint("bone:root")[:, None]
-        values = {"vertices": bodies.vertices - root, "pose": out["pose"], "shape": out["shape"],
+        values = {"vertices": bodies.vertices - root, "pose": pose, "shape": out["shape"],
                   "camera": out["camera"]}
         for name in sets:
             values[f"joints3d_{name}"] = body_joints(bodies, name) - root
