@@ -15,6 +15,7 @@ import torch
 from meshpose.body import AnnyBody
 from meshpose.errors import MeshposeError, UnknownNameError
 from meshpose.geometry.camera import translation_from_2d_3d
+from meshpose.geometry.rotations import rotation_onto_ray
 from meshpose.io._util import one_line
 from meshpose.io.weights import (
     check_settings,
@@ -188,11 +189,16 @@ def pose2mesh_estimator(predictor: Pose2MeshPredictor, joint_set: str, sets):
     the keys of :func:`meshpose.predict.predict`'s results: ``batch`` is ``(B, J, 3)`` keypoints
     of ``joint_set``, ``intrinsics`` ``(focal (B, 2), principal (B, 2))`` or None (then no
     ``cam_t``), ``sets`` the output joint sets. ``pose`` and ``shape`` are ``(B, 0)``: Pose2Mesh
-    regresses vertices, not body-model parameters."""
+    regresses vertices, not body-model parameters. With intrinsics the mesh is turned into the
+    real camera's axes through the ray to its root joint's pixel
+    (:func:`~meshpose.geometry.rotations.rotation_onto_ray`)."""
 
     def estimate_pose2mesh(batch, intrinsics):
         out = predictor(batch, joint_set)
         vertices = out["vertices"]
+        if intrinsics is not None:  # into the real camera's axes, as the regressor's bodies
+            turn = rotation_onto_ray(out["joints2d"][:, 0].float(), *intrinsics).to(vertices)
+            vertices = vertices @ turn.transpose(1, 2)
         values = {"vertices": vertices, "pose": vertices.new_zeros(len(batch), 0),
                   "shape": vertices.new_zeros(len(batch), 0)}
         for name in sets:
