@@ -42,7 +42,7 @@ from meshpose.data.h36m import load_h36m_3d
 from meshpose.data.mocap_files import find_mocap_files
 from meshpose.data.posebank import PoseBank
 from meshpose.data.retarget import RETARGET_POINTS, read_clip_points
-from meshpose.data.samples import mix_chains
+from meshpose.data.samples import flex_legs, mix_chains
 
 MOCAP = {"CMU 01-14": "mocap/cmu", "HDM05": "mocap/hdm05", "Bandai-Namco-1": "mocap/bandai"}
 
@@ -62,16 +62,19 @@ def mocap_poses(folder: Path, fps: float) -> np.ndarray:
 
 
 @torch.no_grad()
-def bank_poses(path: str, body: AnnyBody, limit: int, mix: float = 0.0) -> np.ndarray:
+def bank_poses(path: str, body: AnnyBody, limit: int, mix: float = 0.0, flex: float = 0.0) -> np.ndarray:
     """A bank's poses (at most ``limit``, evenly spaced) as skeleton poses; with ``mix`` > 0
     each pose's chains come from other poses of the bank with that probability, as in training
-    (:func:`meshpose.data.samples.mix_chains`)."""
+    (:func:`meshpose.data.samples.mix_chains`), then with ``flex`` > 0 its legs sit or crouch
+    with that probability (:func:`meshpose.data.samples.flex_legs`)."""
     bank = PoseBank.load(path)
     index = np.linspace(0, len(bank) - 1, min(limit, len(bank))).round().astype(int)
     rotations = bank.rotation_matrices(index)
     if mix > 0:
         generator = torch.Generator().manual_seed(0)
         rotations = mix_chains(rotations, torch.arange(len(rotations)), mix, generator)
+    if flex > 0:
+        rotations = flex_legs(rotations, flex, torch.Generator().manual_seed(1))
     parts = []
     for start in range(0, len(index), 1024):
         output = body(rotations[start:start + 1024].float(), torch.full((len(rotations[start:start + 1024]), 6), 0.5),
@@ -89,6 +92,9 @@ def main() -> None:
     parser.add_argument("--bank-poses", type=int, default=40_000, help="at most this many poses per bank")
     parser.add_argument("--mix-chains", type=float, action="append", default=[], metavar="P",
                         help="also each bank with its chains recombined with probability P")
+    parser.add_argument("--flex-legs", type=float, action="append", default=[], metavar="P",
+                        help="also each bank with sitting/crouching legs with probability P (after --mix-chains' first P)")
+    parser.add_argument("--only-banks", action="store_true", help="skip the mocap folders and S1's other actions")
     parser.add_argument("--probe-steps", type=int, default=1500)
     parser.add_argument("--no-probe", action="store_true")
     args = parser.parse_args()
@@ -98,9 +104,9 @@ def main() -> None:
     s1_a, s1_b = s1_poses(data, args.stride)
     lengths = skeleton_bone_lengths(np.concatenate([s1_a, s1_b]))
     test = rebuild(s1_b, lengths)
-    collections = {"Human3.6M S1, other actions (same studio)": s1_a}
+    collections = {} if args.only_banks else {"Human3.6M S1, other actions (same studio)": s1_a}
     for name, folder in MOCAP.items():
-        if (data / folder).is_dir():
+        if (data / folder).is_dir() and not args.only_banks:
             collections[name] = mocap_poses(data / folder, args.fps)
     body = AnnyBody() if args.bank else None
     for spec in args.bank:
@@ -108,6 +114,10 @@ def main() -> None:
         collections[name] = bank_poses(path, body, args.bank_poses)
         for mix in args.mix_chains:
             collections[f"{name}, chains mixed (p={mix:g})"] = bank_poses(path, body, args.bank_poses, mix)
+        first_mix = args.mix_chains[0] if args.mix_chains else 0.0
+        for flex in args.flex_legs:
+            label = f"{name}, " + (f"chains mixed (p={first_mix:g}), " if first_mix else "") + f"legs flexed (p={flex:g})"
+            collections[label] = bank_poses(path, body, args.bank_poses, first_mix, flex)
     if "CMU 01-14" in collections and "Bandai-Namco-1" in collections:
         collections["CMU 01-14 + Bandai-Namco-1"] = np.concatenate(
             [collections["CMU 01-14"], collections["Bandai-Namco-1"]])

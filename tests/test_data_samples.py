@@ -92,3 +92,28 @@ def test_mixed_chains_come_from_the_bank_part_by_part():
         sources.append(match.float().argmax(dim=1))
     sources = torch.stack(sources, 1)  # (40, chains)
     assert (sources != sources[:, :1]).any(dim=1).float().mean() > 0.9  # parts from different poses
+
+
+def test_flexed_legs_sit_within_their_ranges():
+    """Hips and knees of a flexed pose are rotations about x by angles inside the documented
+    ranges (read back with a hand-written angle formula), the rest of the pose is untouched, and
+    probability 0 changes nothing."""
+    from meshpose.body import POSE_JOINTS
+    from meshpose.data.samples import FLEXED_HIP, FLEXED_KNEE, flex_legs
+
+    generator = torch.Generator().manual_seed(4)
+    pose = torch.linalg.qr(torch.randn(200, 22, 3, 3, generator=generator)).Q
+    pose = pose * torch.linalg.det(pose)[..., None, None]  # proper rotations
+    assert torch.equal(flex_legs(pose, 0.0, generator), pose)
+    flexed = flex_legs(pose, 1.0, generator, spread=0.0)
+    legs = [POSE_JOINTS.index(n) for n in ("left_hip", "right_hip", "left_knee", "right_knee")]
+    others = [i for i in range(22) if i not in legs]
+    assert torch.equal(flexed[:, others], pose[:, others])
+    for joint, (low, high), sign in ((legs[0], FLEXED_HIP, -1), (legs[2], FLEXED_KNEE, 1)):
+        rotation = flexed[:, joint]
+        assert torch.allclose(rotation[:, :, 0], torch.tensor([1.0, 0.0, 0.0]).expand(200, 3), atol=1e-6)
+        angle = torch.rad2deg(torch.atan2(rotation[:, 2, 1], rotation[:, 1, 1])) * sign  # about +x
+        assert (angle >= low - 1e-3).all() and (angle <= high + 1e-3).all()
+        assert angle.max() - angle.min() > 0.5 * (high - low)  # spread over the range
+    # With spread 0 both legs get the same flexion.
+    assert torch.allclose(flexed[:, legs[0]], flexed[:, legs[1]], atol=1e-6)

@@ -7,9 +7,11 @@ random draws runs batched on the engine's device (CPU or GPU).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import roma
 import torch
 from PIL import Image, ImageDraw
 
@@ -74,6 +76,41 @@ def mix_chains(rotations: torch.Tensor, index: torch.Tensor, probability: float,
     return pose
 
 
+#: Sitting and crouching legs of :func:`flex_legs`: (low, high) degrees of hip and knee flexion.
+FLEXED_HIP: tuple[float, float] = (30.0, 120.0)
+FLEXED_KNEE: tuple[float, float] = (30.0, 140.0)
+_HIPS, _KNEES = (14, 15), (16, 17)
+
+
+def flex_legs(pose: torch.Tensor, probability: float, generator: torch.Generator,
+              spread: float = 15.0) -> torch.Tensor:
+    """``(B, 22, 3, 3)`` poses whose legs, with ``probability``, sit or crouch.
+
+    Motion capture of walking and gestures rarely bends both hips and knees far at once (sitting,
+    squatting, kneeling, picking something up). A chosen pose gets one hip flexion from
+    :data:`FLEXED_HIP` and one knee flexion from :data:`FLEXED_KNEE` (uniform), each leg
+    jittered by up to ``spread`` degrees, with up to ``spread`` degrees of abduction; the rest of
+    the body (torso, arms, ankles) stays as the bank holds it. Flexion is about each joint's x
+    axis, as in :data:`meshpose.body.poses.PRESETS` ``"sit"`` (hips negative, knees positive).
+    """
+    batch, device = pose.shape[0], generator.device
+
+    def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
+        return low + (high - low) * torch.rand(batch, *shape, generator=generator, device=device)
+
+    take = torch.rand(batch, generator=generator, device=device) < probability
+    hip = uniform(*FLEXED_HIP)[:, None] + uniform(-spread, spread, 2)
+    knee = uniform(*FLEXED_KNEE)[:, None] + uniform(-spread, spread, 2)
+    abduction = uniform(-spread, spread, 2)
+    zero = torch.zeros_like(hip)
+    hip_rotvec = torch.stack([-hip, zero, abduction], -1) * (math.pi / 180)
+    knee_rotvec = torch.stack([knee.clamp_min(0), zero, zero], -1) * (math.pi / 180)
+    flexed = pose.clone()
+    flexed[:, list(_HIPS)] = roma.rotvec_to_rotmat(hip_rotvec).to(pose)
+    flexed[:, list(_KNEES)] = roma.rotvec_to_rotmat(knee_rotvec).to(pose)
+    return torch.where(take.to(pose.device)[:, None, None, None], flexed, pose)
+
+
 @dataclass
 class SampleConfig:
     joint_set: str = "coco17"
@@ -85,6 +122,8 @@ class SampleConfig:
     #: Probability that each limb chain and the torso/head (:data:`CHAINS`) take their rotations
     #: from another random bank pose: recombines body parts across takes (0 = bank poses as they are).
     mix_chains: float = 0.0
+    #: Probability that a sample's legs sit or crouch (:func:`flex_legs`; 0 = as the bank holds them).
+    flex_legs: float = 0.0
 
 
 class SampleEngine:
@@ -123,6 +162,8 @@ class SampleEngine:
             pose = mix_chains(self.rotations, index, config.mix_chains, generator)
         else:
             pose = self.rotations[index]
+        if config.flex_legs > 0:
+            pose = flex_legs(pose, config.flex_legs, generator)
         shape = config.shapes.sample(batch, generator).to(self.device)
         output = self.body(pose, shape, vertices=config.vertices)
         joints = body_joints(output, config.joint_set)

@@ -48,9 +48,10 @@ class Key2MeshDataConfig:
     loss_shape: float = 0.1
     loss_2d: float = 0.1
     mix_chains: float = 0.0  #: training samples: chance each body part comes from another pose (SampleConfig)
+    flex_legs: float = 0.0  #: training samples: chance the legs sit or crouch (SampleConfig)
 
     LIMITS: ClassVar[dict[str, Limit]] = {
-        "mix_chains": between(0, 1), "vertex_stride": positive(100_000), "val_size": positive(65_536), "loss_joints": between(0, 1e6),
+        "mix_chains": between(0, 1), "flex_legs": between(0, 1), "vertex_stride": positive(100_000), "val_size": positive(65_536), "loss_joints": between(0, 1e6),
         "loss_vertices": between(0, 1e6), "loss_pose": between(0, 1e6), "loss_shape": between(0, 1e6),
         "loss_2d": between(0, 1e6)}
     LENGTHS: ClassVar[dict[str, tuple[int, int]]] = {"input_sets": (1, 16)}
@@ -79,14 +80,15 @@ class Key2MeshTask:
         """``meshpose export RUN_DIR -o FILE``: a key2mesh run as a regressor model file."""
         return export_regressor(run_dir, out, self)
 
-    def _engine(self, data: Key2MeshDataConfig, joint_set: str, device, mix_chains: float = 0.0):
-        key = (str(device), joint_set, data.bank, tuple(data.exclude_clips), mix_chains)
+    def _engine(self, data: Key2MeshDataConfig, joint_set: str, device, mix_chains: float = 0.0,
+                flex_legs: float = 0.0):
+        key = (str(device), joint_set, data.bank, tuple(data.exclude_clips), mix_chains, flex_legs)
         if key not in self._engines:
             bank = PoseBank.load(data.bank) if data.bank else load_shipped_pose_bank()
             bank = bank.split_clips(data.exclude_clips)[0]
             shared = next((e.body for e in self._engines.values() if str(e.device) == str(device)), None)
-            self._engines[key] = SampleEngine(bank, SampleConfig(joint_set=joint_set, mix_chains=mix_chains),
-                                              device, body=shared)
+            config = SampleConfig(joint_set=joint_set, mix_chains=mix_chains, flex_legs=flex_legs)
+            self._engines[key] = SampleEngine(bank, config, device, body=shared)
         return self._engines[key]
 
     def build_model(self, model: Key2MeshModelConfig, data: Key2MeshDataConfig) -> nn.Module:
@@ -99,7 +101,7 @@ class Key2MeshTask:
                    rows: slice = slice(None)):
         choice = int(torch.randint(len(data.input_sets), (1,), generator=generator))
         joint_set = data.input_sets[choice]
-        engine = self._engine(data, joint_set, device, data.mix_chains)
+        engine = self._engine(data, joint_set, device, data.mix_chains, data.flex_legs)
         sample = engine.sample(batch_size, generator)
         sample = {k: v[rows] for k, v in sample.items()}
         pose = sample["pose"].clone()
