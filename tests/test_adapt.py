@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import roma
 import torch
 from torch import nn
 
@@ -179,3 +180,51 @@ def test_the_configured_run_fits_the_target_detections_and_the_critic_only_measu
     assert float(total.detach()) == pytest.approx(expected, rel=1e-5)
     total.backward()
     assert all(p.grad is None or not p.grad.any() for p in model.critic.parameters())
+
+
+class ConstantRegressor(nn.Module):
+    """Gives the same body whatever it reads: the rotation cycle's terms become hand-computable."""
+
+    def __init__(self, prediction: dict):
+        super().__init__()
+        self.prediction = prediction
+
+    def forward(self, slots):
+        return {k: v.expand(len(slots), *v.shape[1:]) for k, v in self.prediction.items()}
+
+
+@pytest.mark.parametrize("turn", [0.0, np.pi, np.pi / 2])
+def test_rotation_cycle_terms_by_hand(anny_body, turn):
+    """With a regressor that ignores its input, the second lift is the first body: the 3D term is
+    the mean |X - R X| over the seen joints and the 2D term compares the detections with the body
+    turned backwards (R^-1 X), projected; both written out here with sines and cosines."""
+    from meshpose.adapt.task import AdaptTask
+    from meshpose.body import POSE_JOINTS
+    from meshpose.models.key2mesh_task import slot_joints
+    from meshpose.models.regressor import slot_index, to_slots
+
+    generator = torch.Generator().manual_seed(2)
+    rotvec = 0.3 * torch.randn(1, len(POSE_JOINTS), 3, generator=generator)
+    prediction = {"pose": roma.rotvec_to_rotmat(rotvec), "shape": torch.full((1, 6), 0.5),
+                  "camera": torch.tensor([[1.1, 0.05, -0.1]]), "centre": torch.tensor([[500.0, 400.0]]),
+                  "size": torch.tensor([300.0])}
+    keypoints = torch.cat([400 + 200 * torch.rand(1, 16, 2, generator=generator),
+                           torch.rand(1, 16, 1, generator=generator).clamp_min(0.1)], -1)
+    slots = to_slots(keypoints, "mpii16")
+    cycle_3d, cycle_2d = AdaptTask._rotation_cycle(anny_body, ConstantRegressor(prediction), prediction, slots,
+                                                   torch.tensor([turn]))
+    joints = slot_joints(anny_body, prediction)[0, slot_index("mpii16")].double()  # (16, 3)
+    x, y, z = joints.unbind(-1)
+    c, s = np.cos(turn), np.sin(turn)
+    turned = torch.stack([c * x + s * z, y, -s * x + c * z], -1)  # about +y
+    expected_3d = (joints - turned).abs().sum(-1).mean() / 3
+    back = torch.stack([c * x - s * z, y, s * x + c * z], -1)  # about -y
+    scale, tx, ty = 1.1, 0.05, -0.1
+    projected = torch.stack([scale * back[:, 0] + tx, scale * back[:, 1] + ty], -1)
+    observed = (keypoints[0, :, :2].double() - torch.tensor([500.0, 400.0])) / 150.0
+    confidence = keypoints[0, :, 2].double()
+    expected_2d = ((projected - observed).abs().sum(-1) * confidence).sum() / confidence.sum()
+    torch.testing.assert_close(cycle_3d.double(), expected_3d, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(cycle_2d.double(), expected_2d, atol=1e-5, rtol=1e-4)
+    if turn == 0.0:
+        assert cycle_3d < 1e-7

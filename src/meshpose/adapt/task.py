@@ -16,7 +16,16 @@ is a counter buffer of the model, so it resumes exactly).
   mean((F_target(x) - F_source(x))^2)`` on the target detections (keeps the features near the
   source network's) + ``reprojection_weight *`` the confidence-weighted L1 between the target
   detections and the predicted body's joints under the predicted weak-perspective camera, in
-  box units (as the key2mesh task's 2D loss).
+  box units (as the key2mesh task's 2D loss) + the rotation cycle below.
+
+Rotation cycle (Chen et al. 2019, "Unsupervised 3D pose estimation with geometric
+self-supervision"; ElePose 2022), on by ``cycle_weight`` / ``cycle_2d_weight`` > 0: the target
+detections are lifted to a body, its slot joints are turned by a random angle (up to
+``turn_degrees``) about the camera's vertical axis and projected with the predicted camera;
+that projection, a view of the same person from elsewhere, is lifted again. The second lift must
+agree with the turned first one in 3D (``cycle_weight`` *  mean L1, metres) and, turned back and
+projected, with the real detections in 2D (``cycle_2d_weight`` * confidence-weighted L1, box
+units). Gradients flow through both lifts.
 
 No 3D label of the target domain is used. Validation: the held-out motion protocol (source
 domain) and, with ``data.val_h36m``, Human3.6M S1 from Stacked-Hourglass detections (its 3D is
@@ -44,7 +53,7 @@ from meshpose.errors import MeshposeError
 from meshpose.io.weights import SHIPPED_MODELS, read_model_file
 from meshpose.models.export import TRAINING_DATA, read_run, save_model_file
 from meshpose.models.inference import FORMAT, load_regressor, regressor_estimator
-from meshpose.models.key2mesh_task import project_slots
+from meshpose.models.key2mesh_task import project_slots, slot_joints, weak_perspective
 from meshpose.models.regressor import to_slots
 from meshpose.train.config import Limit, between, positive
 
@@ -71,6 +80,9 @@ class AdaptDataConfig:
     adv_weight: float = 0.1
     consistency_weight: float = 1.0
     reprojection_weight: float = 1.0
+    cycle_weight: float = 0.0  #: rotation cycle, 3D agreement of the two lifts (module docstring)
+    cycle_2d_weight: float = 0.0  #: rotation cycle, 2D agreement with the detections
+    turn_degrees: float = 180.0  #: the cycle's turns are uniform in [-turn_degrees, turn_degrees]
     val_size: int = 512  #: held-out motion samples
     val_h36m: str = ""  #: folder with the Human3.6M S1 files (evaluation only)
     val_stride: int = 50  #: every n-th S1 frame
@@ -78,7 +90,8 @@ class AdaptDataConfig:
     LIMITS: ClassVar[dict[str, Limit]] = {
         "target_stride": positive(1_000_000), "source_pool": positive(1_048_576), "critic_steps": between(0, 1000),
         "gp_weight": between(0, 1e6), "adv_weight": between(0, 1e6), "consistency_weight": between(0, 1e6),
-        "reprojection_weight": between(0, 1e6), "val_size": positive(65_536), "val_stride": positive(1_000_000)}
+        "reprojection_weight": between(0, 1e6), "cycle_weight": between(0, 1e6), "cycle_2d_weight": between(0, 1e6),
+        "turn_degrees": between(0, 180), "val_size": positive(65_536), "val_stride": positive(1_000_000)}
 
 
 class AdaptationModel(nn.Module):
@@ -160,8 +173,10 @@ class AdaptTask:
         pick_source = torch.randint(len(pool), (batch_size,), generator=generator, device=generator.device)
         source = pool[pick_source.to(pool.device)][rows]
         target = keypoints[pick.cpu()][rows].to(device)
+        turn = (2 * torch.rand(batch_size, generator=generator, device=generator.device) - 1)
+        turn = turn[rows].to(device) * math.radians(data.turn_degrees)
         return {"source": to_slots(source, joint_set), "target": to_slots(target, joint_set),
-                "body": self._engine(data, joint_set, device).body, "data": data}
+                "turn": turn, "body": self._engine(data, joint_set, device).body, "data": data}
 
     def loss(self, model: nn.Module, batch: dict):
         net = getattr(model, "module", model)
@@ -178,7 +193,8 @@ class AdaptTask:
             penalty = gradient_penalty(net.critic, source_features, target_features)
             total = -distance + data.gp_weight * penalty
             return total, {"critic_turn": 1.0, "wasserstein": float(distance.detach()),
-                           "gradient_penalty": float(penalty.detach()), "reprojection": nan, "consistency": nan}
+                           "gradient_penalty": float(penalty.detach()), "reprojection": nan, "consistency": nan,
+                           "cycle_3d": nan, "cycle_2d": nan}
         target_features, centre, size = net.target.extract(batch["target"])
         fixed = {name: p.detach() for name, p in net.critic.named_parameters()}
         adversarial = -functional_call(net.critic, fixed, (target_features,)).mean()
@@ -186,12 +202,40 @@ class AdaptTask:
             anchor = net.source.extract(batch["target"])[0]
             distance = net.critic(source_features).mean() - net.critic(target_features).mean()
         consistency = (target_features - anchor).square().mean()
-        reprojection = self._reprojection(batch["body"], net.target.decode(target_features, centre, size),
-                                          batch["target"])
+        prediction = net.target.decode(target_features, centre, size)
+        reprojection = self._reprojection(batch["body"], prediction, batch["target"])
         total = (data.adv_weight * adversarial + data.consistency_weight * consistency
                  + data.reprojection_weight * reprojection)
-        return total, {"critic_turn": 0.0, "wasserstein": float(distance), "gradient_penalty": nan,
-                       "reprojection": float(reprojection.detach()), "consistency": float(consistency.detach())}
+        logs = {"critic_turn": 0.0, "wasserstein": float(distance), "gradient_penalty": nan,
+                "reprojection": float(reprojection.detach()), "consistency": float(consistency.detach()),
+                "cycle_3d": nan, "cycle_2d": nan}
+        if data.cycle_weight > 0 or data.cycle_2d_weight > 0:
+            cycle_3d, cycle_2d = self._rotation_cycle(batch["body"], net.target, prediction, batch["target"],
+                                                      batch["turn"])
+            total = total + data.cycle_weight * cycle_3d + data.cycle_2d_weight * cycle_2d
+            logs.update(cycle_3d=float(cycle_3d.detach()), cycle_2d=float(cycle_2d.detach()))
+        return total, logs
+
+    @staticmethod
+    def _rotation_cycle(body, regressor, prediction: dict, slots: torch.Tensor, turn: torch.Tensor):
+        """(3D term, 2D term) of the rotation cycle (module docstring) for the ``prediction`` of
+        the (B, S, 3) ``slots``, turned by ``turn`` (B,) radians about the camera's y axis."""
+        seen = (slots[..., 2] > 0).float()  # (B, S): the slots of the detections' joint set
+        first = slot_joints(body, prediction)
+        cos, sin, zero, one = turn.cos(), turn.sin(), torch.zeros_like(turn), torch.ones_like(turn)
+        about_y = torch.stack([cos, zero, sin, zero, one, zero, -sin, zero, cos], -1).view(-1, 3, 3)
+        turned = first @ about_y.transpose(1, 2)
+        # The turned body's view, as slot keypoints (box units serve as pixels: the regressor
+        # normalises its input to the keypoints' box anyway).
+        view = weak_perspective(turned, prediction["camera"])
+        second = slot_joints(body, regressor(torch.cat([view * seen[..., None], seen[..., None]], -1)))
+        count = seen.sum().clamp_min(1.0)
+        cycle_3d = ((second - turned).abs().sum(-1) * seen).sum() / (3 * count)
+        back = weak_perspective(second @ about_y, prediction["camera"])
+        observed = (slots[..., :2] - prediction["centre"][:, None]) / (prediction["size"][:, None, None] / 2)
+        weight = slots[..., 2]
+        cycle_2d = ((back - observed).abs().sum(-1) * weight).sum() / weight.sum().clamp_min(1e-6)
+        return cycle_3d, cycle_2d
 
     @staticmethod
     def _reprojection(body, prediction: dict, slots: torch.Tensor) -> torch.Tensor:

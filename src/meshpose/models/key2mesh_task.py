@@ -58,15 +58,26 @@ class Key2MeshDataConfig:
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"input_sets": INPUT_SETS}
 
 
-def project_slots(body, prediction: dict) -> torch.Tensor:
-    """(B, S, 2) the predicted body's slot joints under the predicted weak-perspective camera."""
+def slot_joints(body, prediction: dict) -> torch.Tensor:
+    """(B, S, 3) the predicted body's slot joints, root-relative, metres, camera axes."""
     output = body(prediction["pose"].float(), prediction["shape"].float(), vertices=False)
     root = output.joint("bone:root")[:, None]
     points = output.joints.new_zeros(output.joints.shape[0], len(SLOTS), 3)
     for joint_set in ("body25", "h36m17", "mpii16", "coco17"):
         points[:, slot_index(joint_set).to(points.device)] = body_joints(output, joint_set) - root
-    camera = prediction["camera"].float()
+    return points
+
+
+def weak_perspective(points: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
+    """(B, S, 2) normalised box coordinates ``s * X_xy + t`` of (B, S, 3) root-relative points
+    under (B, 3) weak-perspective cameras ``(s, tx, ty)``."""
+    camera = camera.float()
     return camera[:, None, :1] * points[..., :2] + camera[:, None, 1:]
+
+
+def project_slots(body, prediction: dict) -> torch.Tensor:
+    """(B, S, 2) the predicted body's slot joints under the predicted weak-perspective camera."""
+    return weak_perspective(slot_joints(body, prediction), prediction["camera"])
 
 
 class Key2MeshTask:
