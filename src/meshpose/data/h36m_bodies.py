@@ -1,0 +1,141 @@
+"""Anny bodies fitted to Human3.6M's 3D joints (positions): the bodies a Human3.6M vertex ->
+joint regressor is fitted on, as SMPL's was fitted on bodies fitted to Human3.6M.
+
+Two stages, all frames batched:
+
+1. **retarget** (:class:`~meshpose.data.retarget.Retargeter`) with the retarget points h36m17
+   has (:data:`H36M_RETARGET_POINTS`: no toes; H36M's spine marker is not Anny's chest bone, so
+   no chest): bone directions plus a scale-aligned position term give the pose and a first shape;
+2. **positions**: per-frame pose, *one* shape for the subject and per-frame translation minimise
+   the mean squared distance (m^2) between Anny's anatomical h36m17 joint centres
+   (``h36m17_anatomical``) and the truth, with :data:`JOINT_WEIGHTS` (the trunk and head
+   markers, whose definitions differ most from Anny's centres, count less) and a weak pull of
+   every joint rotation towards the stage-1 solution (rad^2).
+
+World frame: the Human3.6M world, z up, metres (checked: the pelvis stands about 0.93 m above
+the floor).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import roma
+import torch
+
+from meshpose.body import AnnyBody, body_joints
+from meshpose.data.h36m import load_h36m_3d
+from meshpose.data.retarget import RetargetOptions, Retargeter
+from meshpose.joints import get_joint_set
+
+__all__ = ["H36M_RETARGET_POINTS", "JOINT_WEIGHTS", "FittedBodies", "fit_bodies", "load_s1_frames"]
+
+#: Retarget point -> the h36m17 joint standing for it (the anatomical definitions agree:
+#: Anny's neck01 bone head is its thorax, its head bone head its Neck/Nose).
+H36M_RETARGET_POINTS: dict[str, str] = {
+    "pelvis": "pelvis", "left_hip": "left_hip", "right_hip": "right_hip", "left_knee": "left_knee",
+    "right_knee": "right_knee", "left_ankle": "left_ankle", "right_ankle": "right_ankle",
+    "neck": "thorax", "head": "neck_nose", "left_shoulder": "left_shoulder",
+    "right_shoulder": "right_shoulder", "left_elbow": "left_elbow", "right_elbow": "right_elbow",
+    "left_wrist": "left_wrist", "right_wrist": "right_wrist",
+}
+
+#: Weight of each h36m17 joint in the position fit (others 1).
+JOINT_WEIGHTS = {"spine": 0.3, "neck_nose": 0.3, "head_top": 0.3}
+
+
+@dataclass
+class FittedBodies:
+    """Anny fitted to frames of one subject.
+
+    Attributes:
+        takes: (N,) the take (action) of each frame.
+        frames: (N,) frame number within its take.
+        truth: (N, 17, 3) h36m17 joints, world, metres.
+        rotations: (N, 22, 3, 3) reduced pose (``POSE_JOINTS``), the pelvis rotation in world axes.
+        shape: (6,) the subject's phenotypes.
+        translation: (N, 3) pelvis positions, metres.
+        errors_mm: (N, 17) distance of the anatomical h36m17 centres to the truth, mm.
+    """
+
+    takes: np.ndarray
+    frames: np.ndarray
+    truth: torch.Tensor
+    rotations: torch.Tensor
+    shape: torch.Tensor
+    translation: torch.Tensor
+    errors_mm: torch.Tensor
+
+    def bodies(self, body: AnnyBody, index, vertices: bool = True):
+        """The :class:`~meshpose.body.BodyOutput` of the frames ``index``."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        shape = self.shape[None].expand(len(index), -1)
+        return body(self.rotations[index], shape, self.translation[index], vertices=vertices)
+
+
+def load_s1_frames(data_dir, stride: int, subject: str = "S1") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every ``stride``-th frame of every take of ``subject``: (takes (N,), frame numbers (N,),
+    h36m17 joints (N, 17, 3) world metres)."""
+    data_dir = Path(data_dir)
+    joints = load_h36m_3d(data_dir / f"h36m_{subject}_3d.npz", data_dir / f"h36m_{subject}_joints.json")
+    takes, frames, points = [], [], []
+    for (who, take), world in sorted(joints.items()):
+        if who != subject:
+            continue
+        picked = np.arange(0, len(world), stride)
+        takes += [take] * len(picked)
+        frames.append(picked)
+        points.append(world[picked])
+    return np.array(takes), np.concatenate(frames), np.concatenate(points).astype(np.float32)
+
+
+def _retarget(truth: torch.Tensor, options: RetargetOptions, body: AnnyBody):
+    names = get_joint_set("h36m17").names
+    columns = [names.index(joint) for joint in H36M_RETARGET_POINTS.values()]
+    options.points = tuple(H36M_RETARGET_POINTS)
+    result = Retargeter(options, body).fit(truth[:, columns])  # one clip: one shape
+    return result.rotations, result.shape[0]
+
+
+def fit_bodies(takes, frames, truth, iterations: int = 150, retarget_iterations: int = 150,
+               lr: float = 0.02, pose_prior: float = 1e-5, body: AnnyBody | None = None) -> FittedBodies:
+    """Fit Anny to h36m17 joints (see the module docstring).
+
+    Args:
+        takes, frames: (N,) the take and frame number of each row (kept in the result).
+        truth: (N, 17, 3) h36m17 joints, world (z up), metres.
+        iterations: Adam steps of the position stage (all frames together).
+        retarget_iterations: Adam steps of the retarget stage (plus a third as many warm-start steps).
+        lr: the position stage's step size.
+        pose_prior: weight of the squared rotation change from the retarget solution (per rad^2).
+    """
+    body = body or AnnyBody()
+    truth = torch.as_tensor(truth, dtype=torch.float32)
+    rotations, shape = _retarget(truth, RetargetOptions(iterations=retarget_iterations,
+                                                       warm_iterations=retarget_iterations // 3), body)
+    start = roma.rotmat_to_rotvec(rotations)
+    rotvec = start.clone().requires_grad_(True)
+    subject = shape.clone()[None].requires_grad_(True)
+    translation = truth[:, 0].clone().requires_grad_(True)
+    names = get_joint_set("h36m17").names
+    weights = torch.tensor([JOINT_WEIGHTS.get(n, 1.0) for n in names])
+    optimizer = torch.optim.Adam([rotvec, subject, translation], lr=lr)
+    for _ in range(iterations):
+        optimizer.zero_grad(set_to_none=True)
+        output = body(roma.rotvec_to_rotmat(rotvec), subject.expand(len(truth), -1), translation, vertices=False)
+        joints = body_joints(output, "h36m17", anatomical=True)
+        distance = ((joints - truth).square().sum(-1) * weights).sum(-1) / weights.sum()
+        prior = pose_prior * (rotvec - start).square().sum((-1, -2))
+        (distance + prior).sum().backward()
+        optimizer.step()
+        with torch.no_grad():  # the phenotypes' range (an adult: age from young to old)
+            subject.clamp_(0.0, 1.0)
+            subject[:, 1].clamp_(0.55, 1.0)
+    with torch.no_grad():
+        rotations = roma.rotvec_to_rotmat(rotvec)
+        output = body(rotations, subject.expand(len(truth), -1), translation, vertices=False)
+        errors = (body_joints(output, "h36m17", anatomical=True) - truth).norm(dim=-1) * 1000.0
+    return FittedBodies(np.asarray(takes), np.asarray(frames), truth, rotations.detach(), subject[0].detach(),
+                        translation.detach(), errors)
+
