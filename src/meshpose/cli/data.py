@@ -57,7 +57,8 @@ def cmd_fit_h36m_regressor(args) -> int:
     atomic_write_text(report_path, json.dumps(report, indent=2))
     print(f"{args.output}: h36m17 regressor, {sum(report['nonzero_per_joint'])} weights; report {report_path}")
     print(f"fit of Anny to S1 ({report['frames']} frames): mean joint error {report['fit_error_mm']:.1f} mm "
-          "(anatomical centres vs Human3.6M joints)")
+          f"(anatomical centres, with the trunk and head offsets; {report['anatomical_fit_error_mm']:.1f} mm "
+          "without them)")
     print(f"regressor fitted on {report['fit_frames']} frames of: {', '.join(report['fit_takes'])}")
     print(f"held out, {report['held_out_frames']} frames of: {', '.join(report['held_out_takes'])}")
     print("| joints on the fitted bodies | frames | MPJPE mm | PA-MPJPE mm |")

@@ -5,8 +5,10 @@ made from fitted bodies. What ``meshpose data fit-h36m-regressor`` runs.
 * **Split**: S1's actions in two halves (:func:`~meshpose.data.h36m.split_actions`: sorted
   action names, alternating); the regressor is fitted on the first half's frames and measured on
   the second's.
-* **Support**: joint j may only use the vertices within ``radius`` of its anatomical Anny joint
-  centre (``h36m17_anatomical``) on the fitted subject in Anny's reference pose.
+* **Support**: joint j may only use the vertices within ``radius`` of its fitted point (its
+  anatomical Anny joint centre, plus the fitted offset for the trunk and head joints,
+  :func:`~meshpose.data.h36m_bodies.marker_points`) on the fitted subject in Anny's reference
+  pose.
 * **Fit** (:func:`fit_sparse_regressor`): per joint, non-negative least squares
   (``scipy.optimize.nnls``) of the truth from its support vertices, frames and x, y, z as
   equations, both centred on the true pelvis, plus one heavily weighted equation
@@ -27,7 +29,7 @@ from meshpose import metrics
 from meshpose.body import AnnyBody, body_joints
 from meshpose.body.vertex_regressors import write_vertex_regressor
 from meshpose.data.h36m import action_name, split_actions
-from meshpose.data.h36m_bodies import FittedBodies, fit_bodies, load_s1_frames
+from meshpose.data.h36m_bodies import FittedBodies, fit_bodies, load_s1_frames, marker_points
 
 __all__ = ["candidate_vertices", "fit_h36m_regressor", "fit_sparse_regressor", "regressor_errors"]
 
@@ -62,12 +64,13 @@ def fit_sparse_regressor(vertices: np.ndarray, joints: np.ndarray, support: list
     return matrix
 
 
-def candidate_vertices(body: AnnyBody, shape: torch.Tensor, radius: float) -> list[np.ndarray]:
-    """Per h36m17 joint, the vertices within ``radius`` (m) of its anatomical centre on the body
-    of phenotypes ``shape`` (6,) in Anny's reference pose."""
+def candidate_vertices(body: AnnyBody, shape: torch.Tensor, offsets: torch.Tensor, radius: float) -> list[np.ndarray]:
+    """Per h36m17 joint, the vertices within ``radius`` (m) of its fitted point (with the
+    ``offsets`` (17, 3) of :func:`~meshpose.data.h36m_bodies.marker_points`) on the body of
+    phenotypes ``shape`` (6,) in Anny's reference pose."""
     with torch.no_grad():
         rest = body(None, shape[None])
-        centres = body_joints(rest, "h36m17", anatomical=True)[0]
+        centres = marker_points(rest, offsets)[0]
         distance = torch.cdist(centres, rest.vertices[0])  # (17, V)
     support = [torch.nonzero(row <= radius).flatten().numpy() for row in distance]
     for j, columns in enumerate(support):
@@ -121,7 +124,7 @@ def fit_h36m_regressor(data_dir, output, stride: int = 30, iterations: int = 250
     fit_takes, held_takes = split_actions(sorted(set(takes.tolist())))
     fit_index = np.flatnonzero(np.isin(takes, fit_takes))
     held_index = np.flatnonzero(np.isin(takes, held_takes))
-    support = candidate_vertices(body, fitted.shape, radius)
+    support = candidate_vertices(body, fitted.shape, fitted.offsets, radius)
     columns = np.unique(np.concatenate(support))
     local = {j: np.searchsorted(columns, s) for j, s in enumerate(support)}
     vertices = _centred_vertices(fitted, body, fit_index, columns)
@@ -139,6 +142,9 @@ def fit_h36m_regressor(data_dir, output, stride: int = 30, iterations: int = 250
     return {
         "frames": len(takes), "stride": stride, "radius_m": radius, "subject_shape": fitted.shape.tolist(),
         "fit_error_mm": float(errors.mean()), "fit_error_per_joint_mm": errors.mean(0).tolist(),
+        "anatomical_fit_error_mm": float(fitted.anatomical_errors_mm.mean()),
+        "anatomical_fit_error_per_joint_mm": fitted.anatomical_errors_mm.mean(0).tolist(),
+        "offsets_mm": (fitted.offsets * 1000).tolist(),
         "fit_takes": fit_takes, "held_out_takes": held_takes,
         "fit_frames": len(fit_index), "held_out_frames": len(held_index),
         "nonzero_per_joint": [int(n) for n in (matrix > 0).sum(1)],
