@@ -62,3 +62,4 @@ def test_h36m_rows_use_the_regressor_and_report_the_held_out_actions(anny_body):
             assert abs(row["mpjpe_mm"] - expected) < 0.05
             expected = float(metrics.pa_mpjpe(joints[mask], truth[mask])) * 1000
             assert abs(row["pa_mpjpe_mm"] - expected) < 0.05
+    assert rows[sh + ", held-out actions, with a joint map fitted on the other actions"]["samples"] == held.sum()

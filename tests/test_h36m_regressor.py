@@ -174,6 +174,15 @@ def test_fit_command_bad_input_is_one_line_naming_the_file(tmp_path, capsys):
     assert code == 2 and len(err.splitlines()) == 1 and "h36m_S1_joints.json" in err
 
 
+def test_fit_command_refuses_bad_settings_before_reading(tmp_path, capsys):
+    code = main(["data", "fit-h36m-regressor", "--h36m", str(tmp_path), "-o", str(tmp_path / "r.safetensors"),
+                 "--stride", "0"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "stride" in err
+    code = main(["data", "fit-h36m-regressor", "--h36m", str(tmp_path), "-o", str(tmp_path / "r.npz")])
+    assert code == 2 and "r.npz" in capsys.readouterr().err
+
+
 @pytest.mark.skipif(not (H36M / "h36m_S1_3d.npz").is_file(), reason="Human3.6M S1 files not present")
 def test_split_of_s1_is_the_documented_one():
     takes = sorted(k.split("/")[1] for k in np.load(H36M / "h36m_S1_3d.npz").files)

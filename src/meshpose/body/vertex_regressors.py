@@ -65,7 +65,7 @@ def read_vertex_regressor(path) -> tuple[torch.Tensor, str]:
         raise MeshposeError(f"not a {FORMAT} file", path)
     joint_set = get_joint_set(header.get("joint_set", "")).name
     rows, columns = len(get_joint_set(joint_set)), int(header.get("num_vertices", "0"))
-    joint, vertex, weight = (data[k].astype(np.int64) if k != "weight" else data[k] for k in ("joint", "vertex", "weight"))
+    joint, vertex, weight = data["joint"].astype(np.int64), data["vertex"].astype(np.int64), data["weight"]
     if (len(joint) != len(vertex) or len(joint) != len(weight) or joint.min(initial=0) < 0
             or joint.max(initial=0) >= rows or vertex.min(initial=0) < 0 or vertex.max(initial=0) >= columns):
         raise MeshposeError("joint or vertex indices out of range", path)

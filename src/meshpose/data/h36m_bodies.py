@@ -127,11 +127,13 @@ def load_s1_frames(data_dir, stride: int, subject: str = "S1") -> tuple[np.ndarr
     return np.array(takes), np.concatenate(frames), np.concatenate(points).astype(np.float32)
 
 
-def _retarget(truth: torch.Tensor, options: RetargetOptions, body: AnnyBody):
+def _retarget(truth: torch.Tensor, iterations: int, body: AnnyBody):
+    """Stage 1: (N, 22, 3, 3) rotations and the (6,) shape of one clip."""
     names = get_joint_set("h36m17").names
     columns = [names.index(joint) for joint in H36M_RETARGET_POINTS.values()]
-    options.points = tuple(H36M_RETARGET_POINTS)
-    result = Retargeter(options, body).fit(truth[:, columns])  # one clip: one shape
+    options = RetargetOptions(iterations=iterations, warm_iterations=iterations // 3,
+                              points=tuple(H36M_RETARGET_POINTS))
+    result = Retargeter(options, body).fit(truth[:, columns])
     return result.rotations, result.shape[0]
 
 
@@ -151,8 +153,7 @@ def fit_bodies(takes, frames, truth, iterations: int = 250, retarget_iterations:
     """
     body = body or AnnyBody()
     truth = torch.as_tensor(truth, dtype=torch.float32)
-    rotations, shape = _retarget(truth, RetargetOptions(iterations=retarget_iterations,
-                                                       warm_iterations=retarget_iterations // 3), body)
+    rotations, shape = _retarget(truth, retarget_iterations, body)
     start = roma.rotmat_to_rotvec(rotations)
     rotvec = start.clone().requires_grad_(True)
     subject = shape.clone()[None].requires_grad_(True)

@@ -30,6 +30,8 @@ from meshpose.body import AnnyBody, body_joints
 from meshpose.body.vertex_regressors import write_vertex_regressor
 from meshpose.data.h36m import action_name, split_actions
 from meshpose.data.h36m_bodies import FittedBodies, fit_bodies, load_s1_frames, marker_points
+from meshpose.errors import MeshposeError
+from meshpose.io.atomic import check_output_file
 
 __all__ = ["candidate_vertices", "fit_h36m_regressor", "fit_sparse_regressor", "regressor_errors"]
 
@@ -116,8 +118,13 @@ def fit_h36m_regressor(data_dir, output, stride: int = 30, iterations: int = 250
     write it to ``output`` and return a report (fit error, split, held-out errors, support).
 
     Raises:
+        MeshposeError: an output that cannot be written, a setting out of range.
         InputFileError: a missing or malformed Human3.6M file (naming it).
     """
+    check_output_file(output, (".safetensors",))
+    if stride < 1 or iterations < 1 or not 0 < radius <= 1:
+        raise MeshposeError(f"need stride >= 1, iterations >= 1 and 0 < radius <= 1 m; got {stride}, "
+                            f"{iterations}, {radius}")
     takes, frames, truth = load_s1_frames(data_dir, stride, subject)
     body = AnnyBody()
     fitted = fit_bodies(takes, frames, truth, iterations=iterations, body=body)
