@@ -24,7 +24,7 @@ from safetensors.numpy import save_file
 
 from meshpose.errors import MeshposeError
 from meshpose.io.atomic import atomic_write
-from meshpose.joints import get_joint_set
+from meshpose.joints import JOINT_SETS, get_joint_set
 
 FORMAT = "meshpose-vertex-regressor-1"
 
@@ -63,8 +63,10 @@ def read_vertex_regressor(path) -> tuple[torch.Tensor, str]:
         raise MeshposeError(f"cannot read vertex-regressor file ({error})", path) from None
     if header.get("format") != FORMAT or set(data) != {"joint", "vertex", "weight"}:
         raise MeshposeError(f"not a {FORMAT} file", path)
-    joint_set = get_joint_set(header.get("joint_set", "")).name
-    rows, columns = len(get_joint_set(joint_set)), int(header.get("num_vertices", "0"))
+    joint_set, count = header.get("joint_set", ""), header.get("num_vertices", "")
+    if joint_set not in JOINT_SETS or not count.isdigit():
+        raise MeshposeError(f"the header names no known joint set ({joint_set[:40]!r}) or vertex count", path)
+    rows, columns = len(get_joint_set(joint_set)), int(count)
     joint, vertex, weight = data["joint"].astype(np.int64), data["vertex"].astype(np.int64), data["weight"]
     if (len(joint) != len(vertex) or len(joint) != len(weight) or joint.min(initial=0) < 0
             or joint.max(initial=0) >= rows or vertex.min(initial=0) < 0 or vertex.max(initial=0) >= columns):
