@@ -275,7 +275,7 @@ def test_shipped_file_is_small_and_carries_the_licence():
 def test_joint_set_definitions(anny_body64):
     pose, shape, translation = random_inputs(2, seed=17)
     output = anny_body64(pose, shape, translation)
-    h36m = body_joints(output, "h36m17")
+    h36m = body_joints(output, "h36m17_anatomical")  # h36m17 itself: tests/test_h36m_regressor.py
     assert torch.allclose(h36m[:, 0], output.joint("bone:root"))
     assert torch.allclose(h36m[:, 3], output.joint("bone:foot.R"))
     openpose = body_joints(output, "openpose18")
@@ -283,5 +283,6 @@ def test_joint_set_definitions(anny_body64):
     assert torch.allclose(openpose[:, 1], midpoint)
     coco = body_joints(output, "coco17")
     assert torch.allclose(coco[:, 0], output.joint("nose"))
-    for name in ("coco17", "coco_wholebody23", "openpose18", "body25", "h36m17", "mpii16", "smpl24", "seed12"):
+    for name in ("coco17", "coco_wholebody23", "openpose18", "body25", "h36m17", "h36m17_anatomical", "mpii16",
+                 "smpl24", "seed12"):
         assert torch.isfinite(body_joints(output, name)).all()

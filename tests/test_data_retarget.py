@@ -8,7 +8,7 @@ import torch
 
 from meshpose.body import POSE_JOINTS
 from meshpose.data.posebank import PoseBank, load_shipped_pose_bank, shipped_pose_bank_path
-from meshpose.data.retarget import (RETARGET_POINTS, SOURCE_MAPS, RetargetOptions, Retargeter,
+from meshpose.data.retarget import (RETARGET_POINTS, SEGMENTS, SOURCE_MAPS, RetargetOptions, Retargeter,
                                     detect_source, retarget_clips, to_z_up)
 
 
@@ -96,3 +96,13 @@ def test_shipped_bank_is_cmu_only_small_and_valid():
     rotations = bank.rotation_matrices(np.arange(0, len(bank), 97))
     determinant = torch.det(rotations)
     assert torch.allclose(determinant, torch.ones_like(determinant), atol=1e-2)
+
+
+def test_a_subset_of_points_drops_the_segments_it_lacks():
+    points = tuple(n for n in RETARGET_POINTS if not n.endswith("_toe"))
+    retargeter = Retargeter(RetargetOptions(points=points))
+    assert retargeter.point_names == list(points)
+    pairs = {(retargeter.point_names[a], retargeter.point_names[b]) for a, b in retargeter.segments.tolist()}
+    assert pairs == {s for s in SEGMENTS if "left_toe" not in s and "right_toe" not in s}
+    with pytest.raises(ValueError, match="pelvis first"):
+        Retargeter(RetargetOptions(points=("left_hip",) + points))

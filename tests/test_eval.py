@@ -1,9 +1,15 @@
 """meshpose eval's pieces: the fitted joint map and the held-out motion protocol."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
 import torch
 
-from meshpose.data.protocols import evaluate_motion, fit_joint_map, held_out_cmu
+from meshpose.data.h36m import split_actions
+from meshpose.data.protocols import evaluate_h36m, evaluate_motion, fit_joint_map, held_out_cmu, load_s1_protocol
 from meshpose.eval.benchmarks import estimator_for
 
 
@@ -28,3 +34,32 @@ def test_held_out_motion_protocol_is_only_subjects_13_and_14(anny_body):
     row = evaluate_motion("CMU 13-14", bank, estimator_for("default", anny_body), anny_body, samples=64)
     assert row["samples"] == 64
     assert 0 < row["pa_mpjpe_mm"] < row["mpjpe_mm"] < 400  # PA-aligned error is the smaller one
+
+
+H36M = Path(os.environ.get("MESHPOSE_H36M", "/work/shared/data/h36m"))
+
+
+@pytest.mark.skipif(not (H36M / "h36m_S1_3d.npz").is_file(), reason="Human3.6M S1 files not present")
+def test_h36m_rows_use_the_regressor_and_report_the_held_out_actions(anny_body):
+    import meshpose
+    from meshpose import metrics
+
+    stride = 500
+    rows = {r["protocol"]: r for r in evaluate_h36m(H36M, estimator_for("default", anny_body), anny_body, stride)}
+    detections, _, truth, takes, _ = load_s1_protocol(str(H36M), stride)
+    held = np.isin(takes, split_actions(sorted(set(takes.tolist())))[1])
+    assert 0 < held.sum() < len(truth)
+    # The same numbers from meshpose.predict on the same detections, per joint definition and subset.
+    keypoints = np.concatenate(detections)
+    found = meshpose.predict(keypoints, "mpii16", ("h36m17", "h36m17_anatomical"))
+    sh = "H36M S1, Stacked-Hourglass detections"
+    for suffix, key in (("", "h36m17"), (", Anny's anatomical joints", "h36m17_anatomical")):
+        joints = torch.from_numpy(found[f"joints3d_{key}"])
+        for subset, mask in (("", np.ones(len(truth), bool)), (", held-out actions", held)):
+            row = rows[sh + suffix + subset]
+            assert row["samples"] == int(mask.sum())
+            expected = float(metrics.mpjpe(joints[mask], truth[mask])) * 1000
+            assert abs(row["mpjpe_mm"] - expected) < 0.05
+            expected = float(metrics.pa_mpjpe(joints[mask], truth[mask])) * 1000
+            assert abs(row["pa_mpjpe_mm"] - expected) < 0.05
+    assert rows[sh + ", held-out actions, with a joint map fitted on the other actions"]["samples"] == held.sum()

@@ -20,6 +20,7 @@ EXPECTED_LENGTHS = {
     "openpose18": 18,
     "body25": 25,
     "h36m17": 17,
+    "h36m17_anatomical": 17,
     "mpii16": 16,
     "smpl24": 24,
     "seed12": 12,
@@ -48,6 +49,11 @@ EXPECTED_ORDERS = {
         "left_small_toe", "left_heel", "right_big_toe", "right_small_toe", "right_heel",
     ],
     "h36m17": [
+        "pelvis", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
+        "spine", "thorax", "neck_nose", "head_top", "left_shoulder", "left_elbow", "left_wrist",
+        "right_shoulder", "right_elbow", "right_wrist",
+    ],
+    "h36m17_anatomical": [  # the same joints as h36m17, another definition on the body
         "pelvis", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
         "spine", "thorax", "neck_nose", "head_top", "left_shoulder", "left_elbow", "left_wrist",
         "right_shoulder", "right_elbow", "right_wrist",

@@ -98,7 +98,7 @@ def test_fitted_regressor_reproduces_body_joints_on_held_out_bodies():
         output = body(bank.rotation_matrices(index.numpy()), torch.rand(64, 6, generator=generator))
     turn = torch.tensor([[0.0, 0, 1], [0, 1, 0], [-1, 0, 0]])
     vertices = output.vertices @ turn.T + torch.tensor([0.3, -1.0, 4.0])
-    joints = body_joints(output, "h36m17") @ turn.T + torch.tensor([0.3, -1.0, 4.0])
+    joints = body_joints(output, "h36m17", anatomical=True) @ turn.T + torch.tensor([0.3, -1.0, 4.0])
     error = (regress_joints(vertices, regressor) - joints).norm(dim=-1)
     # Observed: 2.5 mm mean, 7.5 mm for the worst joint (knees), 17 mm max with 100 fitting bodies.
     assert float(error.mean()) < 0.006

@@ -99,8 +99,9 @@ def test_prediction_beats_a_mean_pose_on_held_out_motion(synthetic_people):
     from meshpose import metrics
 
     truth = synthetic_people["joints3d"] - synthetic_people["root"][:, None]
-    results = meshpose.predict(synthetic_people["keypoints2d"].numpy(), "h36m17", ("h36m17",))
-    predicted = torch.from_numpy(results["joints3d_h36m17"])
+    # The samples' true joints are Anny's anatomical centres: compare like with like.
+    results = meshpose.predict(synthetic_people["keypoints2d"].numpy(), "h36m17", ("h36m17_anatomical",))
+    predicted = torch.from_numpy(results["joints3d_h36m17_anatomical"])
     ours = metrics.pa_mpjpe(predicted, truth)
     # Baseline: the body's reference pose for everybody.
     baseline = metrics.pa_mpjpe(predicted[:0].new_tensor(np.repeat(predicted.mean(0, keepdim=True).numpy(), 64, 0)), truth)
@@ -203,11 +204,12 @@ def test_shipped_pose2mesh_beats_a_mean_pose_and_recovers_the_camera(synthetic_p
     truth = (synthetic_people["joints3d"] - synthetic_people["root"][:, None])[:n]
     size = tuple(int(v) for v in synthetic_people["image_size"][0])
     focal = float(synthetic_people["focal"][0, 0])
-    results = meshpose.predict(synthetic_people["keypoints2d"][:n].numpy(), "h36m17", ("h36m17", "coco17"),
-                               model="pose2mesh", image_size=size, focal_length=focal)
+    results = meshpose.predict(synthetic_people["keypoints2d"][:n].numpy(), "h36m17",
+                               ("h36m17_anatomical", "coco17", "h36m17"), model="pose2mesh", image_size=size,
+                               focal_length=focal)
     assert results["vertices"].shape == (n, 13718, 3) and results["pose"].shape == (n, 0)
-    assert results["joints3d_coco17"].shape == (n, 17, 3)
-    predicted = torch.from_numpy(results["joints3d_h36m17"])
+    assert results["joints3d_coco17"].shape == (n, 17, 3) and results["joints3d_h36m17"].shape == (n, 17, 3)
+    predicted = torch.from_numpy(results["joints3d_h36m17_anatomical"])  # like the samples' truth
     ours = metrics.pa_mpjpe(predicted, truth)
     baseline = metrics.pa_mpjpe(predicted.mean(0, keepdim=True).expand(n, -1, -1), truth)
     assert ours < 0.8 * baseline
@@ -232,6 +234,22 @@ def test_predict_command_with_pose2mesh(tmp_path, meshpose_cli):
 
     gap = metrics.pa_mpjpe(torch.from_numpy(data["joints3d_h36m17"]), torch.from_numpy(regressor["joints3d_h36m17"]))
     assert gap < 0.12
+
+
+def test_h36m17_output_is_the_shipped_regressor_on_the_predicted_mesh():
+    from safetensors.numpy import load_file
+
+    results = meshpose.predict(np.asarray(_sample_keypoints()), "coco17", ("h36m17", "h36m17_anatomical"))
+    stored = load_file(str(SAMPLE.parent / "h36m17_regressor.safetensors"))
+    matrix = np.zeros((17, results["vertices"].shape[1]))
+    np.add.at(matrix, (stored["joint"], stored["vertex"]), stored["weight"])
+    expected = np.einsum("jv,nvd->njd", matrix, results["vertices"].astype(np.float64))
+    assert np.abs(results["joints3d_h36m17"] - expected).max() < 1e-5
+    # The anatomical pelvis (Anny's root bone) is the origin of the outputs; the two definitions
+    # of the same joints differ by centimetres.
+    assert np.abs(results["joints3d_h36m17_anatomical"][:, 0]).max() < 1e-6
+    gap = np.linalg.norm(results["joints3d_h36m17"] - results["joints3d_h36m17_anatomical"], axis=-1).mean()
+    assert 0.005 < gap < 0.08
 
 
 def _sample_keypoints():

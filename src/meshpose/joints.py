@@ -15,9 +15,16 @@ Sets (``JOINT_SETS``; ``meshpose joints`` prints them with :func:`describe`)::
     openpose18        18   OpenPose COCO-18 output
     body25            25   OpenPose BODY_25 output
     h36m17            17   Human3.6M 17-joint subset (VideoPose3D / 3d-pose-baseline order)
+    h36m17_anatomical 17   the same joints as Anny's anatomical joint centres (same order)
     mpii16            16   Stacked-Hourglass order of the 3d-pose-baseline H36M detections
     smpl24            24   SMPL kinematic tree
     seed12            12   joints of the mesh-keypoints dataset
+
+``h36m17`` and ``h36m17_anatomical`` have the same joints and order (converting between them
+copies every column); they differ in where a body model puts them: on Anny, ``h36m17`` is
+Human3.6M's own definition, regressed from the mesh vertices by a regressor fitted to Human3.6M
+S1, and ``h36m17_anatomical`` Anny's skeleton joint centres (see :mod:`meshpose.body.landmarks`).
+Where a file's joint names are matched to a set, ``h36m17`` is chosen.
 
 Naming decisions (where datasets disagree on what a label means):
 
@@ -271,6 +278,13 @@ _SETS = (
         + _limb_chain("pelvis", "spine", "thorax", "neck_nose", "head_top")
         + _both_sides("thorax", "{s}_shoulder", "{s}_elbow", "{s}_wrist"),
         "Human3.6M 17-joint subset of the 32-joint skeleton (VideoPose3D / 3d-pose-baseline order).",
+    ),
+    _make(
+        "h36m17_anatomical", _H36M17_NAMES,
+        _both_sides("pelvis", "{s}_hip", "{s}_knee", "{s}_ankle")
+        + _limb_chain("pelvis", "spine", "thorax", "neck_nose", "head_top")
+        + _both_sides("thorax", "{s}_shoulder", "{s}_elbow", "{s}_wrist"),
+        "h36m17's joints and order as the body model's anatomical joint centres (not Human3.6M's).",
     ),
     _make(
         "mpii16", _MPII16_NAMES,

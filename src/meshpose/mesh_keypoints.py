@@ -63,7 +63,8 @@ def mesh_keypoints(mesh, joint_set: str = "seed12", model: str = "default", up: 
         mesh: a mesh file (OBJ/PLY/OFF/GLB/STL), a ``trimesh.Trimesh`` or ``(vertices (V, 3),
             faces (F, 3))``; any units.
         joint_set: one of ``seed12`` (the keypoint dataset's boundary joints), ``smpl24``,
-            ``h36m17`` (joint centres).
+            ``h36m17`` (Anny's anatomical joint centres of those joints, as the model learnt
+            them: not the Human3.6M regressor of ``meshpose predict``).
         model: shipped model name or model file.
         up: the mesh's up axis: ``"y"`` (default), ``"z"``, ``"x"``, ``"-y"``, ``"-z"``.
         seed: seed of the surface-point draw (results vary by a few millimetres with it).

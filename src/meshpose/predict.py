@@ -66,7 +66,9 @@ def predict(keypoints, joint_set: str = "coco17", output_joints=("coco17",), mod
     Args:
         keypoints: (N, J, 3) pixels and confidence (or (N, J, 2): confidence 1), in ``joint_set``.
         joint_set: one of the model's input sets (coco17, openpose18, body25, h36m17, mpii16).
-        output_joints: joint sets to return, any of ``meshpose joints``.
+        output_joints: joint sets to return, any of ``meshpose joints``; ``h36m17`` is Human3.6M's
+            definition, regressed from the mesh (:mod:`meshpose.body.vertex_regressors`),
+            ``h36m17_anatomical`` Anny's joint centres of the same joints.
         model: a shipped model name (``default``: the Key2Mesh-style regressor; ``pose2mesh``)
             or a model file.
         image_size: (W, H) pixels; with ``focal_length``, gives ``cam_t``.

@@ -252,7 +252,7 @@ class AdaptTask:
         body = self._engine(data, self._target(data)[1], device).body
 
         def estimator_for(joint_set):
-            return regressor_estimator(net.target, body, joint_set, ("h36m17",))
+            return regressor_estimator(net.target, body, joint_set, ("h36m17", "h36m17_anatomical"))
 
         motion = evaluate_motion("CMU subjects 13-14", held_out_cmu(), estimator_for, body, data.val_size)
         result = {"val/motion_mpjpe_mm": motion["mpjpe_mm"], "val/motion_pa_mpjpe_mm": motion["pa_mpjpe_mm"],

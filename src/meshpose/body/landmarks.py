@@ -12,7 +12,13 @@ Two kinds of points exist on a body:
 
 A definition maps a canonical joint name (see :mod:`meshpose.joints`) to the landmarks it is
 the mean of. Definitions are choices, written down here so that they can be read and
-changed; a dataset-specific map (e.g. a Human3.6M joint regressor) can replace them.
+changed.
+
+A joint set of :data:`REGRESSED_SETS` is instead defined on Anny the way its dataset places
+its joints: a sparse vertex regressor fitted to the dataset
+(:mod:`meshpose.body.vertex_regressors`; ``h36m17``: fitted to Human3.6M S1's joints). It needs
+the mesh vertices. Anny's anatomical joint centres of the same joints stay available under the
+name :data:`REGRESSED_SETS` gives (``h36m17_anatomical``), or with ``anatomical=True``.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from functools import lru_cache
 import torch
 
 from meshpose.body.base import BodyOutput
+from meshpose.body.vertex_regressors import regress
 from meshpose.errors import MeshposeError
 from meshpose.joints import convert, get_joint_set
 
@@ -65,11 +72,15 @@ _CENTRES = {
 
 #: Which kind of point each joint set denotes on Anny.
 SURFACE_SETS = ("coco17", "coco_wholebody23", "openpose18", "body25")
-CENTRE_SETS = ("h36m17", "mpii16", "smpl24", "seed12")
+CENTRE_SETS = ("h36m17", "h36m17_anatomical", "mpii16", "smpl24", "seed12")
+
+#: Joint sets regressed from Anny's vertices -> the set of the same joints as anatomical centres.
+REGRESSED_SETS = {"h36m17": "h36m17_anatomical"}
 
 
 def anny_definition(joint_set: str) -> dict[str, tuple[str, ...]]:
-    """Joint name -> Anny landmark names averaged, for every joint of ``joint_set``."""
+    """Joint name -> Anny landmark names averaged, for every joint of ``joint_set`` (for a
+    :data:`REGRESSED_SETS` set: its anatomical centres)."""
     names = get_joint_set(joint_set).names
     if joint_set in SURFACE_SETS:
         return {name: _SURFACE.get(name, (name,)) for name in names}
@@ -89,17 +100,29 @@ def _averaging_matrix(landmark_names: tuple[str, ...], joint_set: str) -> torch.
     return matrix
 
 
-def body_joints(output: BodyOutput, joint_set: str) -> torch.Tensor:
+def body_joints(output: BodyOutput, joint_set: str, anatomical: bool = False) -> torch.Tensor:
     """(B, J, 3) the joints of ``joint_set`` on posed bodies, metres.
 
-    Anny bodies use the definitions of this module. Bodies whose landmarks are already a joint
-    set (SMPL: ``smpl24`` names) are converted by name with :func:`meshpose.joints.convert`;
-    joints that cannot be derived are NaN.
+    Anny bodies use the definitions of this module: a set of :data:`REGRESSED_SETS`
+    (``h36m17``) is regressed from the vertices, unless ``anatomical`` asks for Anny's joint
+    centres of the same joints (what ``h36m17_anatomical`` gives; training targets use them).
+    Bodies whose landmarks are already a joint set (SMPL: ``smpl24`` names) are converted by
+    name with :func:`meshpose.joints.convert`; joints that cannot be derived are NaN.
+
+    Raises:
+        MeshposeError: a regressed set on a body posed without vertices.
     """
-    get_joint_set(joint_set)  # a clear error for an unknown name
+    name = get_joint_set(joint_set).name  # a clear error for an unknown name
+    if anatomical:
+        name = REGRESSED_SETS.get(name, name)
     names = output.joint_names
-    if any(name.startswith("bone:") for name in names):
-        matrix = _averaging_matrix(names, joint_set).to(output.joints)
+    if any(landmark.startswith("bone:") for landmark in names):
+        if name in REGRESSED_SETS:
+            if output.vertices is None:
+                raise MeshposeError(f"{name} joints are regressed from the mesh: pose the body with its vertices "
+                                    f"(or ask for {REGRESSED_SETS[name]})")
+            return regress(output.vertices, name)
+        matrix = _averaging_matrix(names, name).to(output.joints)
         return matrix @ output.joints
     for candidate in ("smpl24",):
         if names == get_joint_set(candidate).names[: len(names)]:
@@ -108,5 +131,5 @@ def body_joints(output: BodyOutput, joint_set: str) -> torch.Tensor:
                 missing = len(get_joint_set(candidate)) - len(names)
                 pad = source.new_full((source.shape[0], missing, 3), float("nan"))
                 source = torch.cat([source, pad], dim=1)
-            return convert(source, candidate, joint_set)
+            return convert(source, candidate, name)
     raise MeshposeError("this body model's landmarks are not a known joint set")

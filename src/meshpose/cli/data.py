@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from meshpose.cli.arguments import device
+from meshpose.data.h36m_regressor import fit_h36m_regressor
 from meshpose.data.posebank import PoseBank
 from meshpose.data.retarget import (
     RetargetOptions,
@@ -46,6 +47,27 @@ def cmd_retarget(args) -> int:
         kept = sum(r["kept"] for r in report if r["source"] == row["source"])
         dropped = sum(r["dropped"] for r in report if r["source"] == row["source"])
         print(f"| {row['source']} | {kept} | {dropped} | {row['median_mm']:.1f} | {row['p95_mm']:.1f} |")
+    return 0
+
+
+def cmd_fit_h36m_regressor(args) -> int:
+    report = fit_h36m_regressor(args.h36m, args.output, stride=args.stride, iterations=args.iterations,
+                                radius=args.radius)
+    report_path = Path(args.report or Path(args.output).with_suffix(".report.json"))
+    atomic_write_text(report_path, json.dumps(report, indent=2))
+    print(f"{args.output}: h36m17 regressor, {sum(report['nonzero_per_joint'])} weights; report {report_path}")
+    print(f"fit of Anny to S1 ({report['frames']} frames): mean joint error {report['fit_error_mm']:.1f} mm "
+          f"(anatomical centres, with the trunk and head offsets; {report['anatomical_fit_error_mm']:.1f} mm "
+          "without them)")
+    print(f"regressor fitted on {report['fit_frames']} frames of: {', '.join(report['fit_takes'])}")
+    print(f"held out, {report['held_out_frames']} frames of: {', '.join(report['held_out_takes'])}")
+    print("| joints on the fitted bodies | frames | MPJPE mm | PA-MPJPE mm |")
+    print("|---|---|---:|---:|")
+    for half in ("fit_half", "held_out"):
+        for name, label in (("anatomical", "h36m17_anatomical (Anny's joint centres)"),
+                            ("regressor", "h36m17 (the regressor)")):
+            row = report[half][name]
+            print(f"| {label} | {half.replace('_', ' ')} | {row['mpjpe_mm']:.1f} | {row['pa_mpjpe_mm']:.1f} |")
     return 0
 
 
@@ -92,6 +114,19 @@ def add_commands(commands) -> None:
     keypoints.add_argument("-o", "--output", required=True,
                            help="output folder: meshes/, keypoints.csv, manifest.json")
     keypoints.set_defaults(run=cmd_build_keypoints)
+
+    regressor = sub.add_parser(
+        "fit-h36m-regressor",
+        help="fit Anny to Human3.6M S1's 3D joints, then a vertex -> h36m17 regressor on half the actions")
+    regressor.add_argument("--h36m", required=True, metavar="DIR",
+                           help="folder with h36m_S1_3d.npz and h36m_S1_joints.json")
+    regressor.add_argument("-o", "--output", required=True, help="regressor .safetensors")
+    regressor.add_argument("--report", help="report JSON (default: OUTPUT.report.json)")
+    regressor.add_argument("--stride", type=int, default=30, help="every n-th frame of each take (default 30)")
+    regressor.add_argument("--iterations", type=int, default=250, help="position-fit steps (default 250)")
+    regressor.add_argument("--radius", type=float, default=0.15,
+                           help="vertices within this many metres of a joint's anatomical centre (default 0.15)")
+    regressor.set_defaults(run=cmd_fit_h36m_regressor)
 
     samples = sub.add_parser("samples", help="draw a grid of synthetic training samples")
     samples.add_argument("--n", type=int, default=16)

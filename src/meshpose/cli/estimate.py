@@ -273,7 +273,8 @@ def add_commands(commands) -> None:
     predict.add_argument("-o", "--output", required=True, help="results .npz")
     predict.add_argument("--joint-set", default=None, help="input joint set if the file does not say")
     predict.add_argument("--output-joints", nargs="+", default=None, metavar="NAME",
-                         help="joint sets to write (default coco17)")
+                         help="joint sets to write (default coco17); h36m17 is Human3.6M's definition "
+                              "(regressed from the mesh), h36m17_anatomical Anny's joint centres")
     predict.add_argument("--model", default="default", help="shipped model name or model file")
     predict.add_argument("--out-dir", default=None, help="per person: OBJ, JSON and PNG")
     predict.add_argument("--image", default=None, help="draw the meshes over this image")

@@ -48,6 +48,7 @@ from meshpose.joints import get_joint_set
 
 __all__ = [
     "LABEL_TO_JOINT",
+    "action_name",
     "DEFAULT_IMAGE_SIZE",
     "Camera",
     "load_h36m_3d",
@@ -55,6 +56,7 @@ __all__ = [
     "load_h36m_cameras",
     "world_to_camera",
     "project",
+    "split_actions",
 ]
 
 #: H36M / Stacked-Hourglass joint label -> canonical meshpose joint name (see module docstring).
@@ -355,3 +357,28 @@ def project(points_cam: np.ndarray | Sequence, camera: Camera, distort: bool = F
         scale = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3)) + p0 * y + p1 * x
         xy = np.stack([x * scale + p1 * r2, y * scale + p0 * r2], axis=-1)
     return (xy * camera.f + camera.c).astype(_out_dtype(pts), copy=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# the action split
+
+
+def action_name(take: str) -> str:
+    """The action a take belongs to: ``"Walking 1"`` and ``"Walking"`` are both ``"Walking"``."""
+    return take.rstrip("0123456789").rstrip()
+
+
+def split_actions(takes) -> tuple[list[str], list[str]]:
+    """Deterministic halves of Human3.6M takes by action: the distinct action names
+    (:func:`action_name`) sorted, the 1st, 3rd, 5th, ... in the first half, the others in the
+    second; both takes of an action fall in the same half. For S1's 15 actions: the first half is
+    Directions, Eating, Phoning, Posing, Sitting, Smoking, WalkDog, Walking; the second
+    Discussion, Greeting, Photo, Purchases, SittingDown, Waiting, WalkTogether.
+
+    Returns:
+        (first half, second half): the takes of each, sorted.
+    """
+    actions = sorted({action_name(t) for t in takes})
+    first = set(actions[0::2])
+    return (sorted(t for t in takes if action_name(t) in first),
+            sorted(t for t in takes if action_name(t) not in first))

@@ -10,7 +10,8 @@ every frame then gets a second start from its predecessor's solution (warm start
 whichever fits better. Frames whose fit stays bad are dropped and counted.
 
 Points are named by :data:`RETARGET_POINTS`; a per-source map (:data:`SOURCE_MAPS`) says which
-mocap joint stands for each.
+mocap joint stands for each. A source that lacks some points (Human3.6M has no toes) fits the
+points it has (``RetargetOptions.points``); segments with a missing end are left out.
 """
 from __future__ import annotations
 
@@ -133,6 +134,9 @@ class RetargetOptions:
     drop_error_mm: float = 80.0  #: frames with a mean scale-aligned joint error above are dropped
     age_range: tuple[float, float] = (0.55, 1.0)  #: adults (Anny age 2/3 = young adult)
     device: str = "cpu"
+    #: The :data:`RETARGET_POINTS` the source has, in the order of the points given to ``fit``
+    #: (None: all). Must start with the pelvis and hold the hips, shoulders and neck.
+    points: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -171,6 +175,17 @@ def _scale_aligned_error(anny: torch.Tensor, source: torch.Tensor) -> torch.Tens
     return (scale * a - s).norm(dim=-1)
 
 
+def _check_points(names: list[str]) -> None:
+    """The points a fit needs: known names, the pelvis first (errors are pelvis-centred), and
+    those the body frame is built from."""
+    unknown = [n for n in names if n not in RETARGET_POINTS]
+    missing = [n for n in ("pelvis", "left_hip", "right_hip", "left_shoulder", "right_shoulder", "neck")
+               if n not in names]
+    if unknown or missing or names[0] != "pelvis" or len(set(names)) != len(names):
+        raise ValueError(f"retarget points must be distinct known points, the pelvis first, with the hips, "
+                         f"shoulders and neck; unknown {unknown}, missing {missing}")
+
+
 class Retargeter:
     """Fits the reduced Anny pose to mocap points; one instance per device.
 
@@ -183,11 +198,13 @@ class Retargeter:
         self.options = options or RetargetOptions()
         self.device = torch.device(self.options.device)
         self.body = (body or AnnyBody()).to(self.device)
-        self.point_names = list(RETARGET_POINTS)
+        self.point_names = list(self.options.points or RETARGET_POINTS)
+        _check_points(self.point_names)
         landmarks = [self.body.joint_names.index(RETARGET_POINTS[n]) for n in self.point_names]
         self.landmarks = torch.tensor(landmarks, device=self.device)
         self.segments = torch.tensor(
-            [[self.point_names.index(a), self.point_names.index(b)] for a, b in SEGMENTS],
+            [[self.point_names.index(a), self.point_names.index(b)] for a, b in SEGMENTS
+             if a in self.point_names and b in self.point_names],
             device=self.device,
         )
         self.unobserved = torch.tensor([POSE_JOINTS.index(j) for j in UNOBSERVED], device=self.device)
@@ -234,7 +251,8 @@ class Retargeter:
         """Fit frames, optionally of several clips at once (one shape per clip).
 
         Args:
-            points: (N, P, 3) metres, z up, the :data:`RETARGET_POINTS` in order.
+            points: (N, P, 3) metres, z up, the :data:`RETARGET_POINTS` in order (or
+                ``options.points`` when given).
             clip: (N,) clip index of each frame (frames of a clip in time order); default one clip.
         Returns:
             a :class:`RetargetResult` over the N frames; ``shape`` is (C, 6), one row per clip.

@@ -154,6 +154,8 @@ class SampleEngine:
             root (B, 3): pelvis in the camera frame; pose (B, 22, 3, 3); shape (B, 6);
             pose_index (B,); focal (B, 2), principal (B, 2), image_size (B, 2), R (B, 3, 3);
             joints3d_<S> (B, K, 3) in the camera frame for each of ``config.extra_joint_sets``.
+        Joints are Anny's anatomical definitions (``h36m17`` too: ``body_joints(...,
+        anatomical=True)``), the models' training targets.
         """
         config = self.config
         index = torch.randint(len(self.bank), (batch,), generator=generator, device=generator.device)
@@ -166,7 +168,7 @@ class SampleEngine:
             pose = flex_legs(pose, config.flex_legs, generator)
         shape = config.shapes.sample(batch, generator).to(self.device)
         output = self.body(pose, shape, vertices=config.vertices)
-        joints = body_joints(output, config.joint_set)
+        joints = body_joints(output, config.joint_set, anatomical=True)
         root_world = output.joint("bone:root")
         cams = sample_cameras(config.cameras, batch, generator, device=self.device)
         joints_cam = to_camera(joints, cams, root_world)
@@ -187,7 +189,7 @@ class SampleEngine:
         if config.vertices:
             sample["vertices"] = to_camera(output.vertices, cams, root_world)
         for name in config.extra_joint_sets:
-            sample[f"joints3d_{name}"] = to_camera(body_joints(output, name), cams, root_world)
+            sample[f"joints3d_{name}"] = to_camera(body_joints(output, name, anatomical=True), cams, root_world)
         return sample
 
 

@@ -32,7 +32,7 @@ def estimator_for(model, body):
 
     @cache
     def for_joint_set(joint_set):
-        return load_estimator(model, "cpu", joint_set, ("h36m17",), body)[0]
+        return load_estimator(model, "cpu", joint_set, ("h36m17", "h36m17_anatomical"), body)[0]
 
     for_joint_set.label = model
     return for_joint_set

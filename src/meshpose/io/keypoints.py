@@ -819,8 +819,9 @@ def _parse_csv(path: Path, requested: JointSet | None) -> _Raw:
             )
         declared = requested.name
     else:
+        # Sets that share their joints (h36m17, h36m17_anatomical): the first registered.
         matches = [js.name for js in JOINT_SETS.values() if js.names == tuple(names)]
-        if len(matches) != 1:
+        if not matches:
             raise InputFileError(
                 f"CSV joint columns ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''}) "
                 "match no known joint set; name the columns after a joint set's joints", path

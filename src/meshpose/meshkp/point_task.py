@@ -116,7 +116,7 @@ class MeshKeypointTask:
             output = synthetic["body"](bank[index], shape)
         up = synthetic["y_up"]
         vertices = output.vertices @ up.T
-        centres = torch.cat([body_joints(output, s) for s in OUTPUT_SETS[1:]], 1) @ up.T
+        centres = torch.cat([body_joints(output, s, anatomical=True) for s in OUTPUT_SETS[1:]], 1) @ up.T
         return vertices, synthetic["body"].faces, synthetic["seed12"] @ vertices, centres
 
     def make_batch(self, data: PointDataConfig, generator: torch.Generator, batch_size: int, device,

@@ -64,7 +64,7 @@ def slot_joints(body, prediction: dict) -> torch.Tensor:
     root = output.joint("bone:root")[:, None]
     points = output.joints.new_zeros(output.joints.shape[0], len(SLOTS), 3)
     for joint_set in ("body25", "h36m17", "mpii16", "coco17"):
-        points[:, slot_index(joint_set).to(points.device)] = body_joints(output, joint_set) - root
+        points[:, slot_index(joint_set).to(points.device)] = body_joints(output, joint_set, anatomical=True) - root
     return points
 
 
@@ -126,7 +126,7 @@ class Key2MeshTask:
     def _body_targets(self, body, pose, shape, stride):
         output = body(pose, shape)
         root = output.joint("bone:root")[:, None]
-        joints = torch.cat([body_joints(output, "h36m17"), body_joints(output, "coco17")], 1) - root
+        joints = torch.cat([body_joints(output, "h36m17", anatomical=True), body_joints(output, "coco17")], 1) - root
         return joints, output.vertices[:, ::stride] - root
 
     def loss(self, model: nn.Module, batch: dict):

@@ -156,7 +156,7 @@ class LiftAnnyToy:
         rotvec, shape, yaw, distance = rotvec[rows], shape[rows], yaw[rows], distance[rows]
         with torch.no_grad():
             output = body(rotvec.to(device), shape.to(device), vertices=False)
-            joints = body_joints(output, data.joint_set)  # (B, J, 3), Anny frame, z up
+            joints = body_joints(output, data.joint_set, anatomical=True)  # (B, J, 3), Anny frame, z up
             # Anny (x left, -y forward, z up) -> camera facing the body (x right, y down, z ahead),
             # turned by a random yaw about the vertical and pushed to the given distance.
             turn = roma.rotvec_to_rotmat(torch.stack([torch.zeros_like(yaw), torch.zeros_like(yaw), yaw], -1)).to(device)

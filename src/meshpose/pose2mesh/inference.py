@@ -13,6 +13,8 @@ from dataclasses import fields
 import torch
 
 from meshpose.body import AnnyBody
+from meshpose.body.landmarks import REGRESSED_SETS
+from meshpose.body.vertex_regressors import shipped_regressor
 from meshpose.errors import MeshposeError, UnknownNameError
 from meshpose.geometry.camera import translation_from_2d_3d
 from meshpose.geometry.rotations import rotation_onto_ray
@@ -73,11 +75,14 @@ class Pose2MeshPredictor:
 
     def __init__(self, net, joint_regressor: torch.Tensor, joint_set: str, input_sets, body):
         self.net, self.joint_set, self.input_sets, self.body = net.eval(), joint_set, list(input_sets), body
-        self._regressors = {joint_set: joint_regressor}
+        # The file's regressor gives Anny's anatomical centres (what MeshNet's skeleton learnt);
+        # the root removed from the mesh is their pelvis.
+        self.root_set = REGRESSED_SETS.get(joint_set, joint_set)
+        self._regressors = {self.root_set: joint_regressor}
 
     @property
     def device(self) -> torch.device:
-        return self._regressors[self.joint_set].device
+        return self._regressors[self.root_set].device
 
     def to(self, device):
         self.net.to(device)
@@ -85,11 +90,14 @@ class Pose2MeshPredictor:
         return self
 
     def regressor(self, joint_set: str) -> torch.Tensor:
-        """The ``(K, V)`` regressor of any joint set: shipped for MeshNet's skeleton joints,
-        otherwise fitted to the Anny body once (a few seconds)."""
+        """The ``(K, V)`` regressor of any joint set: in the model file for MeshNet's skeleton
+        joints (anatomical), the shipped dataset regressor for ``h36m17``
+        (:mod:`meshpose.body.vertex_regressors`), otherwise fitted to the Anny body once (a few
+        seconds)."""
         name = get_joint_set(joint_set).name
         if name not in self._regressors:
-            self._regressors[name] = fit_joint_regressor(self.body, name).to(self.device)
+            fitted = shipped_regressor(name) if name in REGRESSED_SETS else fit_joint_regressor(self.body, name)
+            self._regressors[name] = fitted.to(self.device)
         return self._regressors[name]
 
     def joints(self, vertices: torch.Tensor, joint_set: str) -> torch.Tensor:
@@ -107,7 +115,7 @@ class Pose2MeshPredictor:
         """The same from the regressor's ``(B, S, 3)`` slots (no host-device copy: graph-capturable)."""
         out = self.net(slots)
         vertices = out["vertices"].float()
-        root = self.joints(vertices, self.joint_set)[:, 0]
+        root = self.joints(vertices, self.root_set)[:, 0]
         pixels = out["centre"][:, None] + out["size"][:, None, None] / 2 * out["joints2d"].float()
         return {"vertices": vertices - root[:, None], "joints2d": pixels, "joints3d": out["joints3d"].float(),
                 "root": root}
@@ -204,7 +212,7 @@ def pose2mesh_estimator(predictor: Pose2MeshPredictor, joint_set: str, sets):
         for name in sets:
             values[f"joints3d_{name}"] = predictor.joints(vertices, name)
         if intrinsics is not None:
-            skeleton = predictor.joints(vertices, predictor.joint_set)
+            skeleton = predictor.joints(vertices, predictor.root_set)  # PoseNet's 2D skeleton
             values["cam_t"] = translation_from_2d_3d(skeleton, out["joints2d"], *intrinsics)
         return values
 

@@ -97,7 +97,8 @@ def _random_bodies(body, samples: int, generator: torch.Generator, bank=None):
 def fit_joint_regressor(body, joint_set: str = "h36m17", samples: int = 300, seed: int = 0,
                         neighbours: int = 500, ridge: float = 1e-4, nonnegative: bool = False,
                         cache: bool = True) -> torch.Tensor:
-    """Fit a ``(J, V)`` linear regressor from a body's vertices to ``body_joints(joint_set)``.
+    """Fit a ``(J, V)`` linear regressor from a body's vertices to ``body_joints(joint_set)``
+    (Anny's anatomical joint centres: ``anatomical=True``; MeshNet's skeleton is trained on them).
 
     ``samples`` random bodies (poses from the shipped CMU pose bank, phenotypes uniform; ``seed``
     fixes them) are skinned; for each joint, only its ``neighbours`` nearest vertices (in the
@@ -126,7 +127,7 @@ def fit_joint_regressor(body, joint_set: str = "h36m17", samples: int = 300, see
         for start in range(0, samples, 100):
             output = body(pose[start:start + 100].to(device), shape[start:start + 100].to(device))
             vertices.append(output.vertices.double().cpu())
-            joints.append(body_joints(output, joint_set).double().cpu())
+            joints.append(body_joints(output, joint_set, anatomical=True).double().cpu())
     vertices, joints = torch.cat(vertices).numpy(), torch.cat(joints).numpy()  # (N, V, 3), (N, J, 3)
     n_vertices = vertices.shape[1]
     mean_vertices, mean_joints = vertices.mean(0), joints.mean(0)
