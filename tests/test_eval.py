@@ -10,6 +10,7 @@ import torch
 
 from meshpose.data.h36m import split_actions
 from meshpose.data.protocols import evaluate_h36m, evaluate_motion, fit_joint_map, held_out_cmu, load_s1_protocol
+from meshpose.estimators import load_estimator
 from meshpose.eval.benchmarks import estimator_for
 
 
@@ -41,17 +42,21 @@ H36M = Path(os.environ.get("MESHPOSE_H36M", "/work/shared/data/h36m"))
 
 @pytest.mark.skipif(not (H36M / "h36m_S1_3d.npz").is_file(), reason="Human3.6M S1 files not present")
 def test_h36m_rows_use_the_regressor_and_report_the_held_out_actions(anny_body):
-    import meshpose
     from meshpose import metrics
 
     stride = 500
     rows = {r["protocol"]: r for r in evaluate_h36m(H36M, estimator_for("default", anny_body), anny_body, stride)}
-    detections, _, truth, takes, _ = load_s1_protocol(str(H36M), stride)
+    detections, _, truth, takes, intrinsics = load_s1_protocol(str(H36M), stride)
     held = np.isin(takes, split_actions(sorted(set(takes.tolist())))[1])
     assert 0 < held.sum() < len(truth)
-    # The same numbers from meshpose.predict on the same detections, per joint definition and subset.
-    keypoints = np.concatenate(detections)
-    found = meshpose.predict(keypoints, "mpii16", ("h36m17", "h36m17_anatomical"))
+    # The same numbers from the model's estimate function, in one batch with each frame's camera,
+    # per joint definition and subset.
+    keypoints = torch.from_numpy(np.concatenate(detections))
+    keypoints = torch.cat([keypoints, torch.ones_like(keypoints[..., :1])], -1)
+    with torch.no_grad():
+        found = load_estimator("default", "cpu", "mpii16", ("h36m17", "h36m17_anatomical"), anny_body)[0](
+            keypoints, intrinsics)
+    found = {k: v.numpy() for k, v in found.items()}
     sh = "H36M S1, Stacked-Hourglass detections"
     for suffix, key in (("", "h36m17"), (", Anny's anatomical joints", "h36m17_anatomical")):
         joints = torch.from_numpy(found[f"joints3d_{key}"])
