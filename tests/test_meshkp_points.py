@@ -10,8 +10,9 @@ import pytest
 import torch
 
 import meshpose
-from meshpose.mesh_keypoints import UP_AXES as _UP
-from meshpose.mesh_keypoints import _from_y_up, _to_y_up
+from meshpose.meshkp.frame import UP_AXES as _UP
+from meshpose.meshkp.frame import from_y_up as _from_y_up
+from meshpose.meshkp.frame import to_y_up as _to_y_up
 from meshpose.meshkp.model_file import load_mesh_keypoint_model
 from meshpose.meshkp.surface import normalise_points, sample_surface, yaw_rotation
 

@@ -36,7 +36,7 @@ from meshpose.io.keypoints import (
 from meshpose.io.meshes import write_mesh
 from meshpose.io.results import write_mesh_keypoints_json
 from meshpose.joints import convert, describe, get_joint_set
-from meshpose.mesh_keypoints import UP_AXES, mesh_keypoints_files
+from meshpose.mesh_keypoints import HUMANNESS_THRESHOLD, UP_AXES, mesh_keypoints_files
 from meshpose.meshkp.pointnet import OUTPUT_SETS
 from meshpose.models.regressor import INPUT_SETS
 from meshpose.predict import predict_file
@@ -194,9 +194,20 @@ def cmd_image(args) -> int:
     return 0 if len(done) == len(reports) else 2
 
 
+def humanness_threshold(text: str) -> float:
+    """``--min-humanness``: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text[:40]!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1]; got {text[:40]}")
+    return value
+
+
 def cmd_mesh_keypoints(args) -> int:
     for path in mesh_keypoints_files(args.input, args.output, args.joint_set, args.model, args.up, args.png,
-                                     device=args.device or "cpu"):
+                                     device=args.device or "cpu", min_humanness=args.min_humanness):
         print(path)
     return 0
 
@@ -286,12 +297,19 @@ def add_commands(commands) -> None:
     parser = commands.add_parser(
         "mesh-keypoints", help="3D human mesh -> labelled body joints",
         description="Estimate body joints on human meshes of any topology (OBJ/PLY/OFF/GLB/STL) with "
-                    "the shipped point model; keypoints in the mesh's own coordinates and units.")
+                    "the shipped point model; keypoints in the mesh's own coordinates and units. A mesh "
+                    f"that does not read as an upright human body (humanness below {HUMANNESS_THRESHOLD:g}) "
+                    "is refused, with the --up axis it reads as one along, if any.")
     parser.add_argument("input", help="a mesh file or a folder of them")
-    parser.add_argument("-o", "--output", required=True, help="JSON file (one mesh) or folder (a folder)")
+    parser.add_argument("-o", "--output", required=True,
+                        help="JSON file (one mesh) or folder (a folder: STEM.json per mesh, NAME.EXT.json "
+                             "where stems collide, e.g. scan.ply.json and scan.glb.json)")
     parser.add_argument("--joint-set", default="seed12", choices=OUTPUT_SETS)
-    parser.add_argument("--up", default="y", choices=tuple(UP_AXES), help="the meshes' up axis (default y)")
-    parser.add_argument("--png", default=None, help="picture of mesh and joints (a folder for a folder)")
+    parser.add_argument("--up", default="y", choices=tuple(UP_AXES),
+                        help="the meshes' up axis (default y; write --up=-y for the negative ones)")
+    parser.add_argument("--png", default=None, help="picture of mesh and joints, .png (a folder for a folder)")
+    parser.add_argument("--min-humanness", type=humanness_threshold, default=HUMANNESS_THRESHOLD,
+                        help=f"refuse meshes scoring below this (default {HUMANNESS_THRESHOLD:g}; 0 accepts any)")
     parser.add_argument("--model", default="default", help="shipped model name or model file")
     parser.add_argument("--device", default=None, type=device, help="cpu or cuda")
     parser.set_defaults(run=cmd_mesh_keypoints)

@@ -116,7 +116,7 @@ def write_mesh(path: str | os.PathLike, vertices, faces) -> Path:
 
     The vertex order is kept, so :func:`read_mesh` gives back the same ``(V, 3)`` vertices
     and ``(F, 3)`` faces (OBJ/OFF are text with ~10 significant decimals; PLY and GLB are
-    binary: float64 and float32 respectively).
+    binary float32: a far-off mesh keeps float32's precision, 8 units at 1e8).
 
     Args:
         path: output file (its folder must exist).

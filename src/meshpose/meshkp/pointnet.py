@@ -16,7 +16,7 @@ from torch import nn
 
 from meshpose.joints import get_joint_set
 
-__all__ = ["OUTPUT_SETS", "MeshKeypointNet", "output_names"]
+__all__ = ["OUTPUT_SETS", "MeshKeypointNet", "knn", "neighbour_max", "output_names"]
 
 #: Joint sets the model predicts: the dataset's seed12 (boundary rings, human_seg definition)
 #: and joint centres of the Anny body.
@@ -38,8 +38,31 @@ def _mlp(*widths: int) -> nn.Sequential:
 
 
 def knn(points: torch.Tensor, k: int) -> torch.Tensor:
-    """(B, N, k) indices of each point's k nearest points (itself included)."""
+    """(B, N, k) indices of each point's k nearest points (itself included).
+
+    On the CPU one cloud at a time: its (N, N) distances stay in the cache (a batch of 8 clouds
+    of 1024 points is ~1.5x faster so).
+    """
+    if points.device.type == "cpu" and len(points) > 1:
+        return torch.stack([knn(cloud[None], k)[0] for cloud in points])
     return torch.cdist(points, points).topk(k, dim=-1, largest=False).indices
+
+
+def neighbour_max(features: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
+    """``features[b, neighbours[b, i, :]].amax(over the neighbours)``: (B, N, C), (B, N, k) -> (B, N, C).
+
+    A running maximum over the k neighbours, one (B * N, C) gather at a time, instead of
+    gathering the whole (B, N, k, C) block: the same numbers, several times faster on the CPU
+    for a batch (the block of 8 clouds of 1024 points by 16 neighbours is 64 MB at C = 128).
+    """
+    batch, n, channels = features.shape
+    flat = features.reshape(batch * n, channels)
+    offset = torch.arange(batch, device=neighbours.device)[:, None, None] * n
+    columns = (neighbours + offset).reshape(batch * n, -1).t()  # (k, B * N)
+    out = flat.index_select(0, columns[0])
+    for column in columns[1:]:
+        out = torch.maximum(out, flat.index_select(0, column))
+    return out.view(batch, n, channels)
 
 
 class NeighbourMax(nn.Module):
@@ -47,7 +70,7 @@ class NeighbourMax(nn.Module):
 
     The single-layer form of DGCNN's edge convolution (``max_j act(A' f_i + B f_j)`` equals
     ``act(A' f_i + max_j B f_j)`` for a monotonic activation), which gathers only the projected
-    features, (B, N, k, C_out), instead of running an MLP on every edge.
+    features (see :func:`neighbour_max`) instead of running an MLP on every edge.
     """
 
     def __init__(self, inputs: int, outputs: int):
@@ -57,9 +80,7 @@ class NeighbourMax(nn.Module):
 
     def forward(self, features: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
         """features (B, N, C_in), neighbours (B, N, k) -> (B, N, C_out)."""
-        other = self.other(features)
-        batch = torch.arange(features.shape[0], device=features.device)[:, None, None]
-        return nn.functional.gelu(self.norm(self.own(features) + other[batch, neighbours].amax(2)))
+        return nn.functional.gelu(self.norm(self.own(features) + neighbour_max(self.other(features), neighbours)))
 
 
 class MeshKeypointNet(nn.Module):
