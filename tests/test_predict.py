@@ -256,3 +256,23 @@ def _sample_keypoints():
     from meshpose.io.keypoints import read_keypoints
 
     return read_keypoints(SAMPLE).keypoints
+
+
+def test_the_research_model_is_selectable_and_says_what_it_learnt_from(tmp_path, meshpose_cli):
+    """``--model research`` is a shipped name; its file's header names the Human3.6M detections it
+    adapted to, and its bodies differ from the default model's."""
+    from safetensors import safe_open
+
+    from meshpose.io.weights import SHIPPED_MODELS, model_path
+
+    with safe_open(str(model_path("research", SHIPPED_MODELS)), "pt") as handle:
+        training_data = handle.metadata()["training_data"]
+    assert "S5-S8" in training_data and "CMU" in training_data
+    people = np.array([entry["keypoints"] for entry in json.loads(SAMPLE.read_text())], np.float32)
+    people = people.reshape(len(people), 17, 3)
+    default = meshpose.predict(people, "coco17", ("coco17",))["joints3d_coco17"]
+    research = meshpose.predict(people, "coco17", ("coco17",), model="research")["joints3d_coco17"]
+    assert research.shape == default.shape and np.abs(research - default).max() > 0.01
+    result = meshpose_cli("predict", SAMPLE, "-o", tmp_path / "out.npz", "--model", "research")
+    assert result.returncode == 0, result.stderr
+    assert np.allclose(np.load(tmp_path / "out.npz")["joints3d_coco17"], research, atol=1e-5)

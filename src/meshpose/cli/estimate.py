@@ -257,7 +257,8 @@ def add_commands(commands) -> None:
     )
     image.add_argument("input", help="image, folder of images, or video file")
     image.add_argument("--out-dir", required=True, help="output folder")
-    image.add_argument("--model", default="default", help="shipped model name (default, pose2mesh) or model file")
+    image.add_argument("--model", default="default",
+                       help="shipped model name (default, research, pose2mesh) or model file")
     image.add_argument("--joint-set", default="coco17", choices=("coco17", "body25"),
                        help="keypoints handed to the model (default coco17)")
     image.add_argument("--focal-length", type=focal_length, default=None,
@@ -286,7 +287,8 @@ def add_commands(commands) -> None:
     predict.add_argument("--output-joints", nargs="+", default=None, metavar="NAME",
                          help="joint sets to write (default coco17); h36m17 is Human3.6M's definition "
                               "(regressed from the mesh), h36m17_anatomical Anny's joint centres")
-    predict.add_argument("--model", default="default", help="shipped model name or model file")
+    predict.add_argument("--model", default="default",
+                         help="shipped model name (default, research, pose2mesh) or model file")
     predict.add_argument("--out-dir", default=None, help="per person: OBJ, JSON and PNG")
     predict.add_argument("--image", default=None, help="draw the meshes over this image")
     predict.add_argument("--focal-length", type=focal_length, default=None,

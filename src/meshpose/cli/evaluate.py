@@ -19,7 +19,7 @@ def add_commands(commands) -> None:
     parser.add_argument("--tasks", nargs="+", choices=("predict", "mesh-keypoints"), default=["predict"],
                         help="which tables (default: predict)")
     parser.add_argument("--model", nargs="+", default=["default"],
-                        help="models of the predict table: shipped names (default, pose2mesh) or files")
+                        help="models of the predict table: shipped names (default, research, pose2mesh) or files")
     parser.add_argument("--h36m", default=None, help="folder with the Human3.6M S1 files")
     parser.add_argument("--bank", action="append", metavar="NAME=PATH",
                         help="another held-out pose bank, e.g. hdm05_test=bank_hdm05_test.npz")

@@ -23,7 +23,8 @@ __all__ = ["SHIPPED_MODELS", "check_settings", "header_object", "load_checked", 
            "model_path", "read_model_file"]
 
 #: Shipped 2D-keypoints-to-body models, by name: files in ``meshpose/assets``.
-SHIPPED_MODELS = {"default": "regressor_default.safetensors", "pose2mesh": "pose2mesh_default.safetensors"}
+SHIPPED_MODELS = {"default": "regressor_default.safetensors", "research": "regressor_research.safetensors",
+                  "pose2mesh": "pose2mesh_default.safetensors"}
 
 
 def _model_path(name_or_path: str, shipped: dict[str, str]) -> Path:
