@@ -9,6 +9,7 @@ rotations, never with smplx or meshpose's rotation helpers.
 from __future__ import annotations
 
 import importlib.util
+import os
 import pickle
 import sys
 
@@ -389,3 +390,44 @@ def test_bad_arguments(smpl_file, body):
         body(translation=torch.zeros(1, 2))
     with pytest.raises(MeshposeError, match="batch sizes"):
         body(pose=torch.zeros(2, 24, 3), shape=torch.zeros(3, NUM_BETAS))
+
+
+class _Payload:
+    """Unpickles as ``os.system("touch MARKER")``: what a hostile model file would hold."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("suffix", [".pkl", ".npz"])
+def test_a_model_file_that_runs_code_is_refused_before_it_runs(smpl_data, tmp_path, suffix):
+    """A SMPL file (pickle, or an npz with an object member) holding a call to os.system: one
+    error line naming the file and what it asked for; the marker file never appears."""
+    marker = tmp_path / "marker"
+    data = {**smpl_data, "extra": _Payload(marker)}
+    path = tmp_path / f"SMPL_NEUTRAL{suffix}"
+    if suffix == ".pkl":
+        write_pkl(path, data)
+    else:
+        dense = {k: (v.toarray() if scipy.sparse.issparse(v) else v) for k, v in data.items() if k != "extra"}
+        np.savez(path, **dense, extra=np.array([_Payload(marker)], dtype=object))
+    with pytest.raises(InputFileError, match=r"os\.system|posix\.system") as error:
+        SMPLBody(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+    assert not marker.exists()
+    # A plain pickle.load of the same file does run it: the test's payload is real.
+    if suffix == ".pkl":
+        with open(path, "rb") as handle:
+            pickle.load(handle)
+        assert marker.exists()
+
+
+def test_a_hostile_smplx_pickle_is_refused_before_smplx_reads_it(tmp_path):
+    marker = tmp_path / "marker"
+    path = write_pkl(tmp_path / "SMPLX_NEUTRAL.pkl", {"v_template": np.zeros((3, 3)), "x": _Payload(marker)})
+    with pytest.raises(InputFileError, match=r"os\.system|posix\.system"):
+        SMPLBody(path, model_type="smplx")
+    assert not marker.exists()

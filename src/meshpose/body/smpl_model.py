@@ -54,7 +54,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +63,7 @@ from torch import nn
 from meshpose.body.base import BodyOutput, batched_vector
 from meshpose.errors import InputFileError, MeshposeError, UnknownNameError
 from meshpose.geometry.rotations import as_rotmat
+from meshpose.io.safe_pickle import load_array_file
 from meshpose.joints import get_joint_set
 
 #: Number of kinematic joints (global orientation included) in each model's file.
@@ -124,15 +124,9 @@ def _resolve_model_file(model_path: Path, model_type: str, gender: str) -> Path:
 
 
 def _load_smpl_arrays(path: Path) -> dict:
-    """The arrays of a SMPL model file (``.npz``, or a pickle of a dict for any other suffix)."""
-    if path.suffix.lower() == ".npz":
-        with np.load(path, allow_pickle=True) as archive:
-            data = {key: archive[key] for key in archive.files}
-    else:
-        with open(path, "rb") as handle:
-            data = pickle.load(handle, encoding="latin1")
-    if not isinstance(data, dict):
-        raise ValueError(f"expected a dict of arrays, found a {type(data).__name__}")
+    """The arrays of a SMPL model file (``.npz``, or a pickle of a dict for any other suffix),
+    read without running code from it (:func:`meshpose.io.safe_pickle.load_array_file`)."""
+    data = load_array_file(path)
     missing = [key for key in REQUIRED_KEYS if key not in data]
     if missing:
         raise ValueError(f"missing key(s) {', '.join(missing)}")
@@ -207,6 +201,7 @@ class SMPLBody(nn.Module):
                         dtype=dtype,
                     )
                 else:
+                    load_array_file(path)  # smplx unpickles it itself: first check it holds only arrays
                     model = smplx.SMPLXLayer(
                         model_path=str(path),
                         ext="npz" if path.suffix.lower() == ".npz" else "pkl",
