@@ -119,10 +119,13 @@ def test_two_stage_training_export_and_predict(cache_dir, tmp_path, anny_body):
     loaded = predictor(keypoints, "coco17")
     root = loaded["root"]
     torch.testing.assert_close(loaded["vertices"] + root[:, None], direct, atol=1e-5, rtol=1e-5)
-    results = predict(keypoints.numpy(), "coco17", ("h36m17", "coco17"), model=str(path),
+    results = predict(keypoints.numpy(), "coco17", ("h36m17", "h36m17_anatomical", "coco17"), model=str(path),
                       image_size=(640, 480), focal_length=800.0)
     assert results["vertices"].shape == (3, 13718, 3) and results["pose"].shape == (3, 0)
-    np.testing.assert_allclose(results["joints3d_h36m17"][:, 0], 0, atol=2e-4)  # pelvis at the origin
+    # The root removed from the mesh is MeshNet's own (anatomical) pelvis; Human3.6M's pelvis is
+    # regressed from the mesh (of an untrained network here, so anywhere).
+    np.testing.assert_allclose(results["joints3d_h36m17_anatomical"][:, 0], 0, atol=2e-4)
+    assert np.isfinite(results["joints3d_h36m17"]).all()
     assert results["cam_t"].shape == (3, 3) and np.isfinite(results["cam_t"]).all()
     # Fine-tuning starts from the file's weights.
     config.model.init, config.model.posenet_init = str(path), ""
