@@ -137,3 +137,17 @@ def test_convert_bad_input_one_line_exit_2_nothing_written(tmp_path, content, me
     assert "bad.json" in lines[0] and message in lines[0]
     assert not out.exists()
     assert list(tmp_path.iterdir()) == [bad]  # no temporary file left behind either
+
+
+def test_a_negative_up_axis_may_be_a_separate_argument(tmp_path, capsys):
+    """``--up -y`` reads as ``--up=-y`` (argparse alone would take ``-y`` for an option): the
+    command gets past argument parsing and fails on the missing mesh, naming it."""
+    from meshpose.cli import main
+    from meshpose.cli.arguments import join_negative_values
+
+    assert join_negative_values(["a", "--up", "-y", "-o", "b"]) == ["a", "--up=-y", "-o", "b"]
+    assert join_negative_values(["--up", "-o", "b"]) == ["--up", "-o", "b"]  # not an axis: unchanged
+    missing = tmp_path / "missing.obj"
+    assert main(["mesh-keypoints", str(missing), "-o", str(tmp_path / "out.json"), "--up", "-y"]) == 2
+    error = capsys.readouterr().err
+    assert "missing.obj" in error and "expected one argument" not in error

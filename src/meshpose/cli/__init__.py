@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from meshpose.cli import data, estimate, evaluate, training
-from meshpose.cli.arguments import OneLineParser
+from meshpose.cli.arguments import OneLineParser, join_negative_values
 from meshpose.errors import MeshposeError
 from meshpose.version import __version__
 
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else list(argv)))
     if not getattr(args, "run", None):
         parser.print_help()
         return 2

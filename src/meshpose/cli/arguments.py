@@ -10,7 +10,7 @@ import sys
 
 import torch
 
-__all__ = ["OneLineParser", "device"]
+__all__ = ["NEGATIVE_VALUES", "OneLineParser", "device", "join_negative_values"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -19,6 +19,27 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str):
         print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(2)
+
+
+#: Options whose values may start with "-" (mesh-keypoints' ``--up -y``), and those values.
+NEGATIVE_VALUES = {"--up": ("-x", "-y", "-z")}
+
+
+def join_negative_values(argv: list[str]) -> list[str]:
+    """``["--up", "-y"]`` as ``["--up=-y"]``: argparse reads a separate value that starts with
+    "-" as an option of its own, so ``--up -y`` would be a usage error."""
+    joined, skip = [], False
+    for index, token in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        following = argv[index + 1] if index + 1 < len(argv) else None
+        if token in NEGATIVE_VALUES and following in NEGATIVE_VALUES[token]:
+            joined.append(f"{token}={following}")
+            skip = True
+        else:
+            joined.append(token)
+    return joined
 
 
 def device(text: str) -> str:

@@ -308,7 +308,7 @@ def add_commands(commands) -> None:
                              "where stems collide, e.g. scan.ply.json and scan.glb.json)")
     parser.add_argument("--joint-set", default="seed12", choices=OUTPUT_SETS)
     parser.add_argument("--up", default="y", choices=tuple(UP_AXES),
-                        help="the meshes' up axis (default y; write --up=-y for the negative ones)")
+                        help="the meshes' up axis (default y)")
     parser.add_argument("--png", default=None, help="picture of mesh and joints, .png (a folder for a folder)")
     parser.add_argument("--min-humanness", type=humanness_threshold, default=HUMANNESS_THRESHOLD,
                         help=f"refuse meshes scoring below this (default {HUMANNESS_THRESHOLD:g}; 0 accepts any)")
