@@ -77,3 +77,15 @@ def assert_refused(argv, names, watch=(), contains: str | None = None) -> Outcom
     assert after == before, f"output changed: added {sorted(set(after) - set(before))}, " \
                             f"removed {sorted(set(before) - set(after))}"
     return outcome
+
+
+def locked_folder(path: Path, monkeypatch) -> Path:
+    """Make ``path`` a read-only folder (mode 0555). Root may write there anyway, so for root
+    ``os.access`` is patched to answer as it would for a user: meshpose's permission check then
+    sees what a user's run would."""
+    path.mkdir()
+    path.chmod(0o555)
+    if os.geteuid() == 0:
+        access = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != path and access(p, mode, **kw))
+    return path

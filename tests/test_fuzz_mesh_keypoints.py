@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 import trimesh
-from fuzzing import assert_refused, run_cli, snapshot
+from fuzzing import assert_refused, locked_folder, run_cli, snapshot
 
 import meshpose
 from meshpose.io.meshes import read_mesh
@@ -324,12 +324,7 @@ def test_unwritable_output_folders_are_refused(tmp_path, case, flag, body):
 def test_read_only_outputs_are_refused(tmp_path, monkeypatch, flag, single, body):
     inputs = tmp_path / "in"
     good = _write(inputs, "body.ply", _export(*body, "ply"))
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o555)
-    if os.geteuid() == 0:  # root may write anyway: let the permission check see what a user would
-        access = os.access
-        monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != locked and access(p, mode, **kw))
+    locked = locked_folder(tmp_path / "locked", monkeypatch)
     try:
         names = {"-o": "body.json", "--png": "body.png"} if single else {"-o": "joints", "--png": "pictures"}
         argv = ["mesh-keypoints", good if single else inputs, "-o", tmp_path / names["-o"],

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fuzzing import assert_refused, run_cli
+from fuzzing import assert_refused, locked_folder, run_cli
 from safetensors.torch import save_file
 
 import meshpose
@@ -519,12 +519,7 @@ def test_unwritable_out_dirs_are_refused(tmp_path, command, case):
 def test_read_only_out_dir_is_refused(tmp_path, command, monkeypatch):
     good = tmp_path / "k.npz"
     good.write_bytes(_npz(keypoints=GOOD_KEYPOINTS, joint_set="coco17"))
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o555)
-    if os.geteuid() == 0:  # root may write anyway: let the permission check see what a user would
-        access = os.access
-        monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != locked and access(p, mode, **kw))
+    locked = locked_folder(tmp_path / "locked", monkeypatch)
     try:
         if command == "predict":
             argv = ["predict", good, "-o", tmp_path / "res.npz", "--out-dir", locked / "people"]

@@ -181,6 +181,13 @@ def _both_sides(*chain: str) -> list[tuple[str, str]]:
     return out
 
 
+def _h36m17_edges() -> list[tuple[str, str]]:
+    """The skeleton of Human3.6M's 17 joints (shared by ``h36m17`` and ``h36m17_anatomical``)."""
+    return (_both_sides("pelvis", "{s}_hip", "{s}_knee", "{s}_ankle")
+            + _limb_chain("pelvis", "spine", "thorax", "neck_nose", "head_top")
+            + _both_sides("thorax", "{s}_shoulder", "{s}_elbow", "{s}_wrist"))
+
+
 _COCO17_NAMES = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear",
     "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
@@ -273,17 +280,11 @@ _SETS = (
         "OpenPose BODY_25 output order (COCO-18 plus MidHip as pelvis and 6 foot keypoints).",
     ),
     _make(
-        "h36m17", _H36M17_NAMES,
-        _both_sides("pelvis", "{s}_hip", "{s}_knee", "{s}_ankle")
-        + _limb_chain("pelvis", "spine", "thorax", "neck_nose", "head_top")
-        + _both_sides("thorax", "{s}_shoulder", "{s}_elbow", "{s}_wrist"),
+        "h36m17", _H36M17_NAMES, _h36m17_edges(),
         "Human3.6M 17-joint subset of the 32-joint skeleton (VideoPose3D / 3d-pose-baseline order).",
     ),
     _make(
-        "h36m17_anatomical", _H36M17_NAMES,
-        _both_sides("pelvis", "{s}_hip", "{s}_knee", "{s}_ankle")
-        + _limb_chain("pelvis", "spine", "thorax", "neck_nose", "head_top")
-        + _both_sides("thorax", "{s}_shoulder", "{s}_elbow", "{s}_wrist"),
+        "h36m17_anatomical", _H36M17_NAMES, _h36m17_edges(),
         "h36m17's joints and order as the body model's anatomical joint centres (not Human3.6M's).",
     ),
     _make(
