@@ -27,12 +27,13 @@ def test_joint_map_recovers_a_known_linear_map():
     assert torch.allclose(fitted, true_map, atol=1e-4)
 
 
-def test_held_out_motion_protocol_is_only_subjects_13_and_14(anny_body):
+@pytest.mark.parametrize("model", ["default", "research"])
+def test_held_out_motion_protocol_is_only_subjects_13_and_14(anny_body, model):
     bank = held_out_cmu()
     names = {str(bank.clip_names[c]) for c in set(bank.clip.tolist())}
     assert names and all(n.startswith(("cmu/13/", "cmu/14/")) for n in names)
 
-    row = evaluate_motion("CMU 13-14", bank, estimator_for("default", anny_body), anny_body, samples=64)
+    row = evaluate_motion("CMU 13-14", bank, estimator_for(model, anny_body), anny_body, samples=64)
     assert row["samples"] == 64
     assert 0 < row["pa_mpjpe_mm"] < row["mpjpe_mm"] < 400  # PA-aligned error is the smaller one
 

@@ -217,6 +217,12 @@ def test_the_body_reprojects_onto_true_keypoints(estimator, scene):
     assert result["cam_t"][0, 2] == pytest.approx(3.2 * focal / FOCAL, rel=0.15)
 
 
+def test_the_research_model_is_selectable_and_lines_up(scene):
+    research = ImageBodyEstimator(TruthDetector(scene), model="research")
+    result = research(scene["images"][0])
+    assert len(result["keypoints2d"]) == 1 and result["reprojection"][0] < 0.08
+
+
 def test_known_focal_length_takes_the_models_camera(scene):
     known = ImageBodyEstimator(TruthDetector(scene), focal_length=FOCAL)
     result = known(scene["images"][0])

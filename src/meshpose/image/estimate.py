@@ -52,7 +52,7 @@ class ImageBodyEstimator:
     Args:
         detector: a detector (see :mod:`meshpose.image.detectors`); default: MediaPipe's pose
             landmarker, made on first use (``video`` picks its tracking mode).
-        model: a shipped model name (``default``, ``pose2mesh``) or a model file.
+        model: a shipped model name (``default``, ``research``, ``pose2mesh``) or a model file.
         joint_set: the model's input set the detections are converted to (coco17, body25, ...).
         focal_length: pixels. When given, the camera is the model's (the root translation from
             its weak-perspective camera); when not, the focal length is guessed from a 55 degree
