@@ -149,7 +149,7 @@ def test_the_configured_run_fits_the_target_detections_and_the_critic_only_measu
     held_out = to_slots(_shifted_detections(tmp_path / "held_out.npz", 256, shift=0.08, seed=2), "mpii16")
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / "adapt_h36m.yaml", [
         f"data.target={target_file}", "data.target_stride=1", "data.source_pool=2048", "data.val_size=32",
-        "train.epochs=1", "train.steps_per_epoch=200", "train.batch_size=64", "optim.lr=0.0003",
+        "train.epochs=1", "train.steps_per_epoch=200", "train.batch_size=64", "optim.lr=0.0001",
         "checkpoint.every_steps=1000"])
     assert config.data.adv_weight == 0.0 and config.data.critic_steps == 1
     task = TASKS["adapt"]
@@ -166,8 +166,9 @@ def test_the_configured_run_fits_the_target_detections_and_the_critic_only_measu
     run = train(config, run_dir=tmp_path / "run")
     model.load_state_dict(torch.load(run / "model.pt"))
     # Small (most of this shift is a change of joint definitions no body can follow) but real:
-    # 0.1060 against 0.1087 when written.
-    assert reprojection(model.target) < 0.99 * before
+    # 0.1013 against 0.1061 with the stage-2 default as the source (at lr 3e-4 it was 0.1055, too
+    # fast a step for a source that already fits better; at 1e-3 the run overshoots to 0.128).
+    assert reprojection(model.target) < 0.98 * before
     assert any(not torch.equal(v, critic_before[k]) for k, v in model.critic.state_dict().items())
 
     # An extractor step: the loss is the sum of its logged parts, and the critic gets no gradient.
