@@ -24,8 +24,10 @@ from meshpose.meshkp.segdata import (
     THIGH,
     TORSO,
     UPPER_ARM,
+    UNLABELLED_NAMES,
     extract_keypoints,
     meshcnn_edges,
+    read_dataset,
     read_eseg,
 )
 
@@ -189,6 +191,32 @@ def test_joined_joints_are_rejected_naming_the_parts():
     assert result.n_components == 11
 
 
+def _same_point_set(found: np.ndarray, expected: np.ndarray, atol: float) -> bool:
+    """Each found point is one expected point, one to one (brute force over all pairs)."""
+    distance = np.linalg.norm(found[:, None] - expected[None], axis=-1)
+    nearest = distance.argmin(axis=1)
+    return sorted(nearest.tolist()) == list(range(len(expected))) and distance.min(axis=1).max() < atol
+
+
+def _hand_for_a_foot():
+    """The stick person with the left foot labelled as a hand: still 12 joint regions, but the
+    left ankle's borders shin|hand, which no joint has."""
+    chains = _chains()
+    centres, labels = chains[2]  # left leg
+    chains[2] = (centres, [HAND if label == FOOT else label for label in labels])
+    return stick_person(chains)
+
+
+def test_twelve_regions_that_cannot_be_named_are_kept_without_names():
+    result = extract_keypoints(*_hand_for_a_foot())
+    assert result.accepted and not result.labelled
+    assert result.n_components == 12 and result.reason == "one component borders hand|shin"
+    assert result.names == UNLABELLED_NAMES == tuple(f"point{i}" for i in range(1, 13))
+    # The reference's 12 points: the ring centres (the pelvis the middle of the two hip rings).
+    assert _same_point_set(result.keypoints, expected_keypoints(), atol=1e-12)
+    assert [len(region) for region in result.regions].count(2 * RING) == 1  # the merged hips
+
+
 def test_extract_checks_the_label_count():
     vertices, faces, labels = stick_person()
     with pytest.raises(ValueError, match="edge labels for"):
@@ -226,7 +254,7 @@ def test_command_writes_the_dataset(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["data", "build-keypoints", str(source), "-o", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "1 of 2 meshes pass" in printed
+    assert "1 of 2 meshes kept (1 labelled), 1 rejected" in printed
     assert "1  10 components after merging hips, need 12" in printed
 
     assert sorted(p.name for p in (out / "meshes").iterdir()) == ["good.obj"]
@@ -238,7 +266,8 @@ def test_command_writes_the_dataset(tmp_path, capsys):
     assert manifest["total"] == 2 and manifest["accepted"] == 1 and manifest["rejected"] == 1
     assert manifest["joints"] == list(NAMES)
     entries = {m["mesh"]: m for m in manifest["meshes"]}
-    assert entries["good.obj"] == {"mesh": "good.obj", "accepted": True, "components": 12, "reason": ""}
+    assert entries["good.obj"] == {"mesh": "good.obj", "accepted": True, "labelled": True, "components": 12,
+                                   "reason": ""}
     assert entries["bad.obj"]["reason"].startswith("10 components after merging hips")
     assert not [p for p in out.rglob("*") if ".tmp" in p.name]
 
@@ -248,6 +277,32 @@ def test_command_writes_the_dataset(tmp_path, capsys):
     assert main(["data", "build-keypoints", str(source), "-o", str(out)]) == 0
     assert sorted(p.name for p in (out / "meshes").iterdir()) == ["notes.txt"]
     assert _read_rows(out / "keypoints.csv") == {}
+
+
+def test_command_keeps_unnamed_points_in_their_own_table(tmp_path, capsys):
+    vertices, faces, labels = stick_person()
+    source = _write_source(tmp_path / "src", {"b_named": (vertices, faces, labels), "a_unnamed": _hand_for_a_foot()})
+    out = tmp_path / "out"
+    assert main(["data", "build-keypoints", str(source), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "2 of 2 meshes kept (1 labelled), 0 rejected" in printed
+    assert "1  kept without joint names: one component borders hand|shin" in printed
+    assert sorted(p.name for p in (out / "meshes").iterdir()) == ["a_unnamed.obj", "b_named.obj"]
+    assert list(_read_rows(out / "keypoints.csv")) == ["b_named.obj"]
+    with open(out / "unlabelled_keypoints.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["mesh"] + [f"point{i}_{a}" for i in range(1, 13) for a in "xyz"] and len(rows) == 2
+    assert rows[1][0] == "a_unnamed.obj"
+    assert _same_point_set(np.array(rows[1][1:], dtype=float).reshape(12, 3), expected_keypoints(), atol=1e-9)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["accepted"], manifest["labelled"], manifest["rejected"]) == (2, 1, 0)
+    entry = {m["mesh"]: m for m in manifest["meshes"]}["a_unnamed.obj"]
+    assert entry["accepted"] and not entry["labelled"] and entry["reason"] == "one component borders hand|shin"
+
+    dataset = read_dataset(out)  # both tables, in mesh-name order
+    assert dataset["names"] == ["a_unnamed.obj", "b_named.obj"]
+    assert dataset["labelled"].tolist() == [False, True]
+    np.testing.assert_allclose(dataset["keypoints"][1], expected_keypoints(), atol=1e-9)
 
 
 # Each breaks a two-mesh source and returns (SEG_DIR to pass, the file the error names, message).
@@ -314,14 +369,71 @@ def built(tmp_path_factory):
     return out, json.loads((out / "manifest.json").read_text()), _read_rows(out / "keypoints.csv")
 
 
-def test_real_meshes_pass_in_the_expected_number(built):
+def _reference_rule_points(obj: Path, eseg: Path) -> np.ndarray | None:
+    """The reference's rule, written again independently: union-find over the edges whose two
+    ends touch two or more parts; the components touching exactly torso and thigh count as one
+    (the pelvis, their joint mean); keep the mesh when 12 components remain. Returns the 12
+    component means, or None."""
+    vertices, faces = [], []
+    for line in obj.read_text().splitlines():
+        fields = line.split()
+        if fields[:1] == ["v"]:
+            vertices.append([float(x) for x in fields[1:4]])
+        elif fields[:1] == ["f"]:
+            faces.append([int(x.split("/")[0]) - 1 for x in fields[1:4]])
+    vertices = np.array(vertices)
+    edges, seen = [], set()
+    for a, b, c in faces:
+        for u, v in ((a, b), (b, c), (c, a)):
+            key = (min(u, v), max(u, v))
+            if key not in seen:
+                seen.add(key)
+                edges.append(key)
+    labels = [int(x) for x in eseg.read_text().split()]
+    parts = [set() for _ in vertices]
+    for (u, v), label in zip(edges, labels):
+        parts[u].add(label)
+        parts[v].add(label)
+    parent = list(range(len(vertices)))
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    members = set()
+    for u, v in edges:
+        if len(parts[u]) >= 2 and len(parts[v]) >= 2:
+            parent[root(u)] = root(v)
+            members.update((u, v))
+    components = {}
+    for i in sorted(members):
+        components.setdefault(root(i), []).append(i)
+    hips, others = [], []
+    for vertex_ids in components.values():
+        touched = set().union(*(parts[i] for i in vertex_ids))
+        (hips if touched == {TORSO, THIGH} else others).append(vertex_ids)
+    groups = others + ([sum(hips, [])] if hips else [])
+    return np.stack([vertices[g].mean(axis=0) for g in groups]) if len(groups) == 12 else None
+
+
+def test_real_meshes_are_kept_exactly_as_the_reference_rule_keeps_them(built):
     out, manifest, rows = built
     assert manifest["total"] == 310
-    assert 190 <= manifest["accepted"] <= 225  # 206 at the time of writing
-    assert len(rows) == manifest["accepted"] == len(list((out / "meshes").glob("*.obj")))
+    # 217 is the reference rule's count on these meshes (issue 20), 206 of them labelled.
+    assert (manifest["accepted"], manifest["labelled"]) == (217, 206)
+    dataset = read_dataset(out)
+    kept = dict(zip(dataset["names"], dataset["keypoints"]))
+    assert len(kept) == 217 == len(list((out / "meshes").glob("*.obj")))
     assert sum(manifest["reasons"].values()) == manifest["rejected"]
     for entry in manifest["meshes"]:
-        assert entry["accepted"] == (entry["reason"] == "") == (entry["mesh"] in rows)
+        assert entry["labelled"] == (entry["reason"] == "") == (entry["mesh"] in rows)
+        reference = _reference_rule_points(HUMAN_SEG / "meshes" / entry["mesh"],
+                                           HUMAN_SEG / "seg" / entry["mesh"].replace(".obj", ".eseg"))
+        assert entry["accepted"] == (reference is not None) == (entry["mesh"] in kept), entry
+        if reference is not None:  # the same 12 points, named or not
+            assert _same_point_set(kept[entry["mesh"]], reference, atol=1e-9), entry["mesh"]
     # the usual failures: a hip region running into a knee, a neck ring cut in two
     assert manifest["reasons"]["one component borders torso|thigh|shin"] >= 20
     assert any("two components border head|torso" in reason for reason in manifest["reasons"])

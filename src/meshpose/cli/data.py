@@ -78,10 +78,12 @@ def cmd_samples(args) -> int:
 
 def cmd_build_keypoints(args) -> int:
     summary = build_dataset(args.seg_dir, args.output)
-    print(f"{summary['out_dir']}: {summary['accepted']} of {summary['total']} meshes pass, "
-          f"{summary['rejected']} rejected")
+    print(f"{summary['out_dir']}: {summary['accepted']} of {summary['total']} meshes kept "
+          f"({summary['labelled']} labelled), {summary['rejected']} rejected")
     for reason, count in summary["reasons"].items():
         print(f"{count:5d}  {reason}")
+    for reason, count in summary["unlabelled_reasons"].items():
+        print(f"{count:5d}  kept without joint names: {reason}")
     return 0
 
 

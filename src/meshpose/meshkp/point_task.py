@@ -75,6 +75,8 @@ class MeshKeypointTask:
 
     # ----------------------------------------------------------------- data
     def _real(self, data: PointDataConfig, split: str, device):
+        """The split's kept meshes, padded: vertices (M, V, 3), faces (M, F, 3), seed12 (M, 12, 3)
+        (an unordered set where not labelled), diagonals (M,) and labelled (M,) bool."""
         key = ("real", data.dataset, split, str(device))
         if key not in self._cache:
             everything = read_dataset(data.dataset)
@@ -91,7 +93,8 @@ class MeshKeypointTask:
                 faces[row, : len(everything["faces"][i])] = torch.from_numpy(everything["faces"][i])
             diagonal = torch.tensor([float(np.linalg.norm(np.ptp(everything["vertices"][i], axis=0))) for i in keep])
             self._cache[key] = (vertices.to(device), faces.to(device),
-                                torch.from_numpy(everything["keypoints"][keep]).float().to(device), diagonal.to(device))
+                                torch.from_numpy(everything["keypoints"][keep]).float().to(device), diagonal.to(device),
+                                torch.from_numpy(everything["labelled"][keep]).to(device))
         return self._cache[key]
 
     def _synthetic(self, data: PointDataConfig, device):
@@ -123,9 +126,13 @@ class MeshKeypointTask:
                    rows: slice = slice(None)):
         n_real = round(batch_size * data.real_fraction) if data.dataset else 0
         if n_real:
-            vertices_all, faces_all, keypoints_all, _ = self._real(data, "train", device)
-            real_index = torch.randint(len(vertices_all), (n_real,), generator=generator,
-                                       device=generator.device).to(device)
+            vertices_all, faces_all, keypoints_all, _, labelled = self._real(data, "train", device)
+            # The loss names each joint: meshes whose points carry no names do not train this model.
+            named = torch.nonzero(labelled).flatten()
+            if not len(named):
+                raise MeshposeError("no labelled train meshes in the keypoint dataset", data.dataset)
+            real_index = named[torch.randint(len(named), (n_real,), generator=generator,
+                                             device=generator.device).to(device)]
         turn = random_yaw(batch_size, generator, generator.device).to(device)  # drawn before the surfaces
         parts = []
         if n_real:
@@ -165,7 +172,8 @@ class MeshKeypointTask:
         results = {}
         if data.dataset:
             for name, value in evaluate_real(model, data, "val", device, task=self).items():
-                results[f"val/real/{name}"] = value
+                if value is not None:
+                    results[f"val/real/{name}"] = value
         for name, value in evaluate_synthetic(model, data, device, task=self, count=data.val_size).items():
             results[f"val/synthetic/{name}"] = value
         results["val/loss"] = (1 - results.get("val/real/pck05_labelled", 1.0)) + results["val/synthetic/centre_median_cm"] / 100
@@ -183,21 +191,23 @@ def predict_points(model: nn.Module, points: torch.Tensor, normals: torch.Tensor
 def evaluate_real(model, data: PointDataConfig, split: str, device, task: MeshKeypointTask | None = None,
                   seed: int = 0) -> dict[str, float]:
     """Seed12 on real meshes of a split: Hungarian-matched PCK@0.1/0.05 and PCM (the reference's
-    protocol), labelled PCK and the share of paired joints put on the right side."""
+    protocol) on every kept mesh; labelled PCK and the share of paired joints put on the right
+    side on the meshes whose points are named."""
     task = task or MeshKeypointTask()
-    vertices, faces, keypoints, diagonal = task._real(data, split, device)
+    vertices, faces, keypoints, diagonal, labelled = task._real(data, split, device)
     generator = torch.Generator(device=device).manual_seed(seed)
     points, normals = sample_surface(vertices, faces, data.points, generator)
     joints, _ = predict_points(model, points, normals)
     pred, truth = joints[:, :N_SEED].float(), keypoints
-    error = (pred - truth).norm(dim=-1) / diagonal[:, None]
+    error = ((pred - truth).norm(dim=-1) / diagonal[:, None])[labelled]
+    named = labelled.any()
     return {"pck10": float(metrics.matched_pck(pred, truth, 0.1, normalizer=diagonal)),
             "pck05": float(metrics.matched_pck(pred, truth, 0.05, normalizer=diagonal)),
             "pcm": float(metrics.matched_pcm(pred, truth, 0.1, ratio=0.9, normalizer=diagonal)),
-            "pck10_labelled": float((error < 0.1).float().mean()),
-            "pck05_labelled": float((error < 0.05).float().mean()),
-            "side_correct": side_correct(pred, truth),
-            "meshes": len(pred)}
+            "pck10_labelled": float((error < 0.1).float().mean()) if named else None,
+            "pck05_labelled": float((error < 0.05).float().mean()) if named else None,
+            "side_correct": side_correct(pred[labelled], truth[labelled]) if named else None,
+            "meshes": len(pred), "labelled_meshes": int(labelled.sum())}
 
 
 def side_correct(pred: torch.Tensor, truth: torch.Tensor) -> float:

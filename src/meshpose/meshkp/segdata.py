@@ -10,8 +10,11 @@ Method (the reference's): a vertex touched by edges of two different parts is *u
 whose two ends are useful are kept, and every connected component of kept edges is a joint
 region whose keypoint is the mean of its vertices. The components bordering torso|thigh (the
 hips; often a single component joined through the crotch) are merged into one pelvis. A mesh is
-accepted when exactly 12 components remain and they border the expected part pairs (one neck
-head|torso, two shoulders upper arm|torso, two elbows, wrists, knees and ankles).
+kept when exactly 12 components remain (the reference's rule). Its 12 points are *labelled* (named
+seed12 joints) when they also border the expected part pairs (one neck head|torso, two shoulders
+upper arm|torso, two elbows, wrists, knees and ankles) and the sides below can be told; otherwise
+the mesh keeps its 12 unnamed points, as the reference dataset does, and the manifest says why
+they carry no names.
 
 Left and right come from the body's own frame, never the world axes: up = neck - pelvis,
 forward = where the toes point (foot centroid - ankle across the shin, from the feet whose
@@ -22,10 +25,13 @@ elbow (forearm region), each ankle its knee (shin region).
 
 Output folder::
 
-    OUT/meshes/<name>.obj   byte copies of the accepted meshes
-    OUT/keypoints.csv       wide, one row per accepted mesh: ``mesh,neck_x,neck_y,neck_z,
+    OUT/meshes/<name>.obj   byte copies of the kept meshes
+    OUT/keypoints.csv       wide, one row per labelled mesh: ``mesh,neck_x,neck_y,neck_z,
                             left_shoulder_x,...`` in the seed12 joint order, in the mesh's units
-    OUT/manifest.json       every mesh with ``accepted`` and ``reason``; counts per reason
+    OUT/unlabelled_keypoints.csv  one row per kept mesh whose points have no names:
+                            ``mesh,point1_x,...,point12_z`` (an unordered set), mesh units
+    OUT/manifest.json       every mesh with ``accepted`` (kept), ``labelled`` and ``reason``;
+                            counts per reason
 """
 from __future__ import annotations
 
@@ -51,6 +57,9 @@ from meshpose.joints import get_joint_set
 __all__ = ["PARTS", "KeypointResult", "build_dataset", "extract_keypoints", "meshcnn_edges", "read_dataset",
            "read_eseg"]
 
+#: Names of the columns of an unlabelled mesh's 12 points (an unordered set).
+UNLABELLED_NAMES = tuple(f"point{i}" for i in range(1, 13))
+
 #: Part names of the edge labels 1..8.
 PARTS = ("head", "hand", "forearm", "upper arm", "torso", "thigh", "shin", "foot")
 HEAD, HAND, FOREARM, UPPER_ARM, TORSO, THIGH, SHIN, FOOT = range(1, 9)
@@ -75,12 +84,14 @@ class KeypointResult:
     """What :func:`extract_keypoints` found in one mesh.
 
     Attributes:
-        keypoints: ``(12, 3)`` joint positions in ``names`` order (mesh units), or None when rejected.
-        names: the seed12 joint names.
-        reason: why the mesh is rejected; ``""`` when accepted.
+        keypoints: ``(12, 3)`` points in ``names`` order (mesh units), or None when rejected.
+        names: the seed12 joint names when labelled; ``point1`` .. ``point12`` when not.
+        reason: why the mesh is rejected, or why its kept points carry no joint names; ``""``
+            for a labelled mesh.
         n_components: joint regions found, after merging the hips into one.
-        regions: per joint (``names`` order), the vertex indices its keypoint is the mean of;
-            None when rejected.
+        regions: per point (``names`` order), the vertex indices it is the mean of; None when
+            rejected.
+        labelled: the points are named seed12 joints (False for rejected meshes too).
     """
 
     keypoints: np.ndarray | None
@@ -88,9 +99,11 @@ class KeypointResult:
     reason: str
     n_components: int
     regions: list[np.ndarray] | None = None
+    labelled: bool = True
 
     @property
     def accepted(self) -> bool:
+        """Kept in the dataset: exactly 12 joint regions (the reference's rule)."""
         return self.keypoints is not None
 
 
@@ -315,11 +328,24 @@ def extract_keypoints(vertices, faces, edge_labels) -> KeypointResult:
     groups, count, reason = _group_regions(regions, borders)
     if not reason:
         named, reason = _label_sides(vertices, edges, labels, groups)
-    if reason:
-        return KeypointResult(None, JOINT_NAMES, reason, count)
-    regions = [named[name] for name in JOINT_NAMES]
-    keypoints = np.stack([vertices[region].mean(axis=0) for region in regions])
-    return KeypointResult(keypoints, JOINT_NAMES, "", count, regions)
+    if not reason:
+        regions = [named[name] for name in JOINT_NAMES]
+        return KeypointResult(_means(vertices, regions), JOINT_NAMES, "", count, regions)
+    if count != 12:
+        return KeypointResult(None, JOINT_NAMES, reason, count, labelled=False)
+    # Kept as the reference keeps it: 12 points, in component order with the hips merged into
+    # the first hip component's place, and no names.
+    is_hip = [border == frozenset((TORSO, THIGH)) for border in borders]
+    hips = [region for region, hip in zip(regions, is_hip) if hip]
+    first_hip = is_hip.index(True) if hips else -1
+    unnamed = [np.concatenate(hips) if i == first_hip else region
+               for i, (region, hip) in enumerate(zip(regions, is_hip)) if i == first_hip or not hip]
+    return KeypointResult(_means(vertices, unnamed), UNLABELLED_NAMES, reason, count, unnamed, labelled=False)
+
+
+def _means(vertices: np.ndarray, regions: list[np.ndarray]) -> np.ndarray:
+    """``(len(regions), 3)``: the mean vertex of each region."""
+    return np.stack([vertices[region].mean(axis=0) for region in regions])
 
 
 def _find_pairs(seg_dir: Path) -> list[tuple[Path, Path]]:
@@ -339,21 +365,27 @@ def _find_pairs(seg_dir: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def _keypoints_csv(rows: list[tuple[str, np.ndarray]]) -> str:
+def _keypoints_csv(rows: list[tuple[str, np.ndarray]], names: tuple[str, ...] = JOINT_NAMES) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["mesh"] + [f"{name}_{axis}" for name in JOINT_NAMES for axis in "xyz"])
+    writer.writerow(["mesh"] + [f"{name}_{axis}" for name in names for axis in "xyz"])
     for name, keypoints in rows:
         writer.writerow([name] + [repr(float(v)) for v in keypoints.ravel()])
     return out.getvalue()
 
 
+def _read_rows(table: Path) -> list[list[str]]:
+    with table.open(newline="") as handle:
+        return list(csv.reader(handle))[1:]
+
+
 def read_dataset(folder: str | os.PathLike) -> dict:
-    """Read a folder written by :func:`build_dataset`, in ``keypoints.csv`` order.
+    """Read a folder written by :func:`build_dataset`: every kept mesh, in mesh-name order.
 
     Returns:
         ``names`` (M,) mesh file names, ``vertices`` and ``faces``: lists of ``(V, 3)`` float64
-        and ``(F, 3)`` int64 arrays (file order), ``keypoints`` ``(M, 12, 3)`` float64, mesh units.
+        and ``(F, 3)`` int64 arrays (file order), ``keypoints`` ``(M, 12, 3)`` float64, mesh units
+        (seed12 order where labelled, an unordered set where not), ``labelled`` ``(M,)`` bool.
 
     Raises:
         MeshposeError: no folder given, or no ``keypoints.csv`` in it; InputFileError: a listed
@@ -365,13 +397,16 @@ def read_dataset(folder: str | os.PathLike) -> dict:
     table = folder / "keypoints.csv"
     if not table.is_file():
         raise MeshposeError("no keypoints.csv: set data.dataset to a folder built by meshpose data build-keypoints", folder)
-    with table.open(newline="") as handle:
-        rows = list(csv.reader(handle))[1:]
-    meshes = [read_mesh(folder / "meshes" / row[0]) for row in rows]
-    return {"names": [row[0] for row in rows],
+    unlabelled_table = folder / "unlabelled_keypoints.csv"  # absent in folders built before it existed
+    rows = [(row, True) for row in _read_rows(table)]
+    rows += [(row, False) for row in (_read_rows(unlabelled_table) if unlabelled_table.is_file() else [])]
+    rows.sort(key=lambda item: item[0][0])
+    meshes = [read_mesh(folder / "meshes" / row[0]) for row, _ in rows]
+    return {"names": [row[0] for row, _ in rows],
             "vertices": [np.asarray(m.vertices, dtype=np.float64) for m in meshes],
             "faces": [np.asarray(m.faces, dtype=np.int64) for m in meshes],
-            "keypoints": np.array([row[1:] for row in rows], dtype=np.float64).reshape(-1, len(JOINT_NAMES), 3)}
+            "keypoints": np.array([row[1:] for row, _ in rows], dtype=np.float64).reshape(-1, len(JOINT_NAMES), 3),
+            "labelled": np.array([labelled for _, labelled in rows], dtype=bool)}
 
 
 def build_dataset(seg_dir: str | os.PathLike, out_dir: str | os.PathLike, progress: bool = True) -> dict:
@@ -388,7 +423,8 @@ def build_dataset(seg_dir: str | os.PathLike, out_dir: str | os.PathLike, progre
         progress: show a progress bar.
 
     Returns:
-        ``{"out_dir", "total", "accepted", "rejected", "reasons": {reason: count}}``.
+        ``{"out_dir", "total", "accepted" (kept), "labelled", "rejected", "reasons": {reason:
+        count} of the rejected, "unlabelled_reasons": {reason: count} of the kept unlabelled}``.
 
     Raises:
         InputFileError: missing folder, no meshes, a mesh without its ``.eseg``, an unreadable
@@ -419,17 +455,23 @@ def build_dataset(seg_dir: str | os.PathLike, out_dir: str | os.PathLike, progre
     for path, r in results:  # a copy left by an earlier build that accepted this mesh
         if not r.accepted:
             (out / "meshes" / path.name).unlink(missing_ok=True)
-    atomic_write_text(out / "keypoints.csv", _keypoints_csv([(p.name, r.keypoints) for p, r in accepted]))
+    atomic_write_text(out / "keypoints.csv", _keypoints_csv([(p.name, r.keypoints) for p, r in accepted if r.labelled]))
+    atomic_write_text(out / "unlabelled_keypoints.csv",
+                      _keypoints_csv([(p.name, r.keypoints) for p, r in accepted if not r.labelled], UNLABELLED_NAMES))
     reasons = Counter(r.reason for _, r in results if not r.accepted)
+    unlabelled_reasons = Counter(r.reason for _, r in accepted if not r.labelled)
     summary = {"out_dir": str(out), "total": len(results), "accepted": len(accepted),
-               "rejected": len(results) - len(accepted), "reasons": dict(reasons.most_common())}
+               "labelled": sum(r.labelled for _, r in accepted), "rejected": len(results) - len(accepted),
+               "reasons": dict(reasons.most_common()), "unlabelled_reasons": dict(unlabelled_reasons.most_common())}
     manifest = {
         "source": str(seg_dir), "joint_set": "seed12", "joints": list(JOINT_NAMES),
-        "keypoints_csv": "one row per accepted mesh: mesh,<joint>_x,<joint>_y,<joint>_z,... "
+        "keypoints_csv": "one row per labelled mesh: mesh,<joint>_x,<joint>_y,<joint>_z,... "
                          "in the joints order, mesh units",
+        "unlabelled_keypoints_csv": "one row per kept mesh whose 12 points could not be named: "
+                                    "mesh,point1_x,...,point12_z, an unordered set, mesh units",
         **{k: v for k, v in summary.items() if k != "out_dir"},
-        "meshes": [{"mesh": p.name, "accepted": r.accepted, "components": r.n_components, "reason": r.reason}
-                   for p, r in results],
+        "meshes": [{"mesh": p.name, "accepted": r.accepted, "labelled": r.labelled, "components": r.n_components,
+                    "reason": r.reason} for p, r in results],
     }
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1) + "\n")
     return summary
