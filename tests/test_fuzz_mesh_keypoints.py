@@ -446,20 +446,29 @@ def test_humanness_of_human_seg_meshes(name):
     assert meshpose.mesh_keypoints(path)["humanness"] >= HUMANNESS_THRESHOLD
 
 
-def test_a_wrong_up_axis_is_refused_with_the_right_one_suggested(tmp_path, anny_body):
-    """Anny's own frame is z-up (as ``meshpose body`` writes it); read along y it is lying down."""
+def test_a_z_up_body_needs_no_option_and_a_wrong_hint_is_refused_with_the_right_one(tmp_path, anny_body):
+    """Anny's own frame is z-up (as ``meshpose body`` writes it): with no option the up direction
+    is found (+z) and the joints are those of ``--up z``; the wrong hint ``--up y`` reads it lying
+    down and is refused with ``--up z`` suggested."""
     from meshpose.body.poses import preset_rotations
 
     with torch.no_grad():
         out = anny_body(preset_rotations("walk"), torch.full((1, 6), 0.5))
     vertices, faces = out.vertices[0].double().numpy(), anny_body.faces.numpy()
     path = _write(tmp_path / "in", "z_up.ply", _export(vertices, faces, "ply"))
-    outcome = assert_refused(["mesh-keypoints", path, "-o", tmp_path / "j.json"], path, watch=[tmp_path],
-                             contains="no human body found")
-    assert "try --up z" in outcome.stderr
-    outcome = run_cli("mesh-keypoints", path, "-o", tmp_path / "j.json", "--up", "z")
+    outcome = run_cli("mesh-keypoints", path, "-o", tmp_path / "auto.json")
     assert outcome.code == 0, outcome.stderr
-    assert json.loads((tmp_path / "j.json").read_text())["humanness"] >= HUMANNESS_THRESHOLD
+    found = json.loads((tmp_path / "auto.json").read_text())
+    assert found["humanness"] >= HUMANNESS_THRESHOLD and found["up"][2] > np.cos(np.radians(8))
+    assert run_cli("mesh-keypoints", path, "-o", tmp_path / "z.json", "--up", "z").code == 0
+    hinted = json.loads((tmp_path / "z.json").read_text())
+    assert hinted["up"] == [0.0, 0.0, 1.0] and hinted["humanness"] >= HUMANNESS_THRESHOLD
+    error = [np.linalg.norm(np.subtract(found["keypoints"][n], hinted["keypoints"][n])) for n in hinted["keypoints"]]
+    assert np.median(error) < 0.03, error  # metres
+
+    outcome = assert_refused(["mesh-keypoints", path, "-o", tmp_path / "j.json", "--up", "y"], path,
+                             watch=[tmp_path], contains="no human body found")
+    assert "try --up z" in outcome.stderr
 
 
 @needs_human_seg

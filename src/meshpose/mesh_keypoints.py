@@ -2,11 +2,13 @@
 
 The shipped model (``assets/mesh_keypoints_default.safetensors``, see MODEL_CARD.md) reads
 points drawn uniformly over the surface, so the mesh's topology, resolution and units do not
-matter; it expects the body upright along ``up`` (default y, the usual OBJ/glTF convention) and
-handles any turn about that axis. It reads each mesh :data:`READINGS` times (other point draws,
-other turns) and averages; how well the readings agree and how body-like their skeleton is
-gives the mesh's ``humanness`` (:mod:`meshpose.meshkp.humanness`). The function reports it;
-the command refuses a mesh that scores below :data:`HUMANNESS_THRESHOLD` (0.5).
+matter; it reads the body upright along y and handles any turn about that axis. By default
+(``up="auto"``) the mesh's up direction is searched for (:mod:`meshpose.meshkp.orientation`), so
+a mesh may come in any rotation; a known up axis (``"y"``, ``"z"``, ...) skips the search. It
+reads each mesh :data:`READINGS` times (other point draws, other turns) and averages; how well
+the readings agree and how body-like their skeleton is gives the mesh's ``humanness``
+(:mod:`meshpose.meshkp.humanness`). The function reports it; the command refuses a mesh that
+scores below :data:`HUMANNESS_THRESHOLD` (0.5).
 """
 from __future__ import annotations
 
@@ -29,14 +31,15 @@ from meshpose.io.atomic import (
 )
 from meshpose.io.meshes import list_mesh_files, read_mesh
 from meshpose.joints import get_joint_set
-from meshpose.meshkp.frame import UP_AXES, from_y_up, to_y_up, unit_frame
+from meshpose.meshkp.frame import UP_AXES, axis_rotation, rotation_onto_y, unit_frame
 from meshpose.meshkp.humanness import HUMANNESS_THRESHOLD, humanness
 from meshpose.meshkp.model_file import load_mesh_keypoint_model
+from meshpose.meshkp.orientation import search_up
 from meshpose.meshkp.pointnet import OUTPUT_SETS, output_names
 from meshpose.meshkp.readings import read_joints
 from meshpose.viz.render import render_views, save_png
 
-__all__ = ["HUMANNESS_THRESHOLD", "READINGS", "UP_AXES", "NotHumanError", "mesh_keypoints",
+__all__ = ["HUMANNESS_THRESHOLD", "READINGS", "UP_CHOICES", "NotHumanError", "mesh_keypoints",
            "mesh_keypoints_files", "output_stems", "render_keypoints", "write_keypoints_json"]
 
 #: Readings of each mesh, in one forward pass; each costs about one network pass. Median
@@ -45,6 +48,8 @@ __all__ = ["HUMANNESS_THRESHOLD", "READINGS", "UP_AXES", "NotHumanError", "mesh_
 #: little better (see :mod:`meshpose.meshkp.humanness`) at four times the cost.
 READINGS = 2
 _MAX_READINGS = 64
+#: ``up`` values: ``auto`` (search, the default) or a known up axis.
+UP_CHOICES = ("auto", *UP_AXES)
 
 
 class NotHumanError(InputFileError):
@@ -54,8 +59,8 @@ class NotHumanError(InputFileError):
 def _check_names(joint_set: str, up: str) -> None:
     if joint_set not in OUTPUT_SETS:
         raise UnknownNameError(f"mesh-keypoints gives {', '.join(OUTPUT_SETS)}; got joint set {str(joint_set)[:40]!r}")
-    if up not in UP_AXES:
-        raise UnknownNameError(f"up must be one of {', '.join(UP_AXES)}; got {str(up)[:40]!r}")
+    if up not in UP_CHOICES:
+        raise UnknownNameError(f"up must be one of {', '.join(UP_CHOICES)}; got {str(up)[:40]!r}")
 
 
 def _as_mesh(mesh) -> tuple[np.ndarray, np.ndarray, str | None]:
@@ -89,11 +94,12 @@ def _as_mesh(mesh) -> tuple[np.ndarray, np.ndarray, str | None]:
     return vertices, np.ascontiguousarray(faces, np.int64), source
 
 
-def _read(network, vertices: np.ndarray, faces: np.ndarray, up: str, seed: int, device: str,
+def _read(network, vertices: np.ndarray, faces: np.ndarray, rotation: np.ndarray, seed: int, device: str,
           readings: int, source: str | None):
-    """The readings of one checked mesh: (frame, :class:`~meshpose.meshkp.readings.Readings`, humanness)."""
+    """The readings of one checked mesh turned by ``rotation`` (3, 3) (read as ``vertices @ R.T``,
+    y up): (frame, :class:`~meshpose.meshkp.readings.Readings`, humanness)."""
     try:
-        frame, unit = unit_frame(to_y_up(vertices, up), faces)
+        frame, unit = unit_frame(np.ascontiguousarray(vertices @ rotation.T), faces)
     except ValueError as error:
         raise MeshposeError(str(error), source) from None
     generator = torch.Generator().manual_seed(seed)
@@ -104,20 +110,35 @@ def _read(network, vertices: np.ndarray, faces: np.ndarray, up: str, seed: int, 
     return frame, found, humanness(found.joints, found.points)
 
 
+def _oriented_read(network, vertices, faces, up: str, seed: int, device: str, readings: int, source: str | None):
+    """(rotation, frame, readings, humanness) of one checked mesh: along the given up axis, or
+    the best turn :func:`~meshpose.meshkp.orientation.search_up` finds for ``up="auto"``."""
+    if up != "auto":
+        rotation = axis_rotation(up)
+        return (rotation, *_read(network, vertices, faces, rotation, seed, device, readings, source))
+
+    def read(rotation):
+        frame, found, score = _read(network, vertices, faces, rotation, seed, device, readings, source)
+        return score, float(found.confidence.mean()), (frame, found, score)
+
+    best = search_up(read)
+    return (best.rotation, *best.reading)
+
+
 def _estimate(network, vertices, faces, joint_set: str, up: str, seed: int, device: str, readings: int,
               source: str | None) -> dict:
     """:func:`mesh_keypoints` of a checked mesh with a loaded network."""
-    frame, found, score = _read(network, vertices, faces, up, seed, device, readings, source)
+    rotation, frame, found, score = _oriented_read(network, vertices, faces, up, seed, device, readings, source)
     names = output_names()
     chosen = [i for i, n in enumerate(names) if n.split(":")[0] == joint_set]
     joints = frame.to_mesh(found.joints.mean(0)[chosen].cpu().numpy())  # float64: the centre added back exactly
     return {"joint_set": joint_set, "names": [names[i].split(":", 1)[1] for i in chosen],
-            "keypoints": from_y_up(joints, up), "confidence": found.confidence.mean(0)[chosen].double().cpu().numpy(),
-            "humanness": score}
+            "keypoints": joints @ rotation, "confidence": found.confidence.mean(0)[chosen].double().cpu().numpy(),
+            "humanness": score, "up": rotation[1].copy()}
 
 
 @torch.no_grad()
-def mesh_keypoints(mesh, joint_set: str = "seed12", model: str = "default", up: str = "y",
+def mesh_keypoints(mesh, joint_set: str = "seed12", model: str = "default", up: str = "auto",
                    seed: int = 0, device: str = "cpu", readings: int = READINGS) -> dict:
     """Estimate labelled body joints on a human mesh of any topology, and how human it looks.
 
@@ -129,15 +150,17 @@ def mesh_keypoints(mesh, joint_set: str = "seed12", model: str = "default", up: 
             ``h36m17`` (Anny's anatomical joint centres of those joints, as the model learnt
             them: not the Human3.6M regressor of ``meshpose predict``).
         model: shipped model name or model file.
-        up: the mesh's up axis: ``"y"`` (default), ``"z"``, ``"x"``, ``"-y"``, ``"-z"``.
+        up: ``"auto"`` (default): search for the mesh's up direction, any rotation (12 to 44 readings
+            instead of 1); or its known up axis, ``"y"``, ``"z"``, ``"x"``, ``"-y"``, ``"-z"``.
         seed: seed of the surface-point draws (results vary by a few millimetres with it).
         readings: readings averaged (2 to 64; each costs about one network pass, ~18 ms on a CPU core).
 
     Returns:
         dict with ``joint_set``, ``names`` (J,), ``keypoints`` (J, 3) float64 in the mesh's own
-        coordinates and units, ``confidence`` (J,) in [0, 1], and ``humanness`` in [0, 1]: below
-        :data:`HUMANNESS_THRESHOLD` (0.5) the mesh is not an upright human body along ``up``
-        (and the keypoints mean nothing); nothing is raised for that.
+        coordinates and units, ``confidence`` (J,) in [0, 1], ``humanness`` in [0, 1]: below
+        :data:`HUMANNESS_THRESHOLD` (0.5) no human body was found (along ``up``, or in any
+        orientation for ``auto``; the keypoints then mean nothing); nothing is raised for that;
+        and ``up`` (3,), the unit direction in the mesh's frame the body was read upright along.
 
     Raises:
         UnknownNameError: unknown ``joint_set`` or ``up``.
@@ -161,24 +184,28 @@ def _decimals(points: np.ndarray) -> int:
 
 
 def write_keypoints_json(result: dict, path: str | Path) -> Path:
-    """The mesh-keypoints JSON (``joint_set``, ``units``, ``humanness``, ``keypoints`` and
-    ``confidence`` by joint name), written atomically (inside :func:`~meshpose.io.atomic.output_batch`:
+    """The mesh-keypoints JSON (``joint_set``, ``units``, ``humanness``, ``up`` (the unit direction
+    the body was read upright along, mesh axes), ``keypoints`` and ``confidence`` by joint name),
+    written atomically (inside :func:`~meshpose.io.atomic.output_batch`:
     at its end). Coordinates keep 1e-6 of the skeleton's size."""
     digits = _decimals(np.asarray(result["keypoints"]))
     keypoints = {n: [round(float(v), digits) for v in p] for n, p in zip(result["names"], result["keypoints"])}
     confidence = {n: round(float(c), 4) for n, c in zip(result["names"], result["confidence"])}
     lines = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in keypoints.items())
     text = (f'{{"joint_set": {json.dumps(result["joint_set"])}, "units": "same as the input mesh", '
-            f'"humanness": {round(float(result["humanness"]), 3)},\n'
+            f'"humanness": {round(float(result["humanness"]), 3)}, '
+            f'"up": {json.dumps([round(float(v), 4) for v in result["up"]])},\n'
             f' "keypoints": {{\n{lines}\n }},\n "confidence": {json.dumps(confidence)}}}\n')
     return atomic_write_text(path, text)
 
 
-def render_keypoints(vertices: np.ndarray, faces: np.ndarray, result: dict, up: str = "y") -> np.ndarray:
-    """(H, W, 3) uint8 front and side views of the mesh with its joints and skeleton."""
+def render_keypoints(vertices: np.ndarray, faces: np.ndarray, result: dict) -> np.ndarray:
+    """(H, W, 3) uint8 front and side views of the mesh with its joints and skeleton, upright
+    along the result's ``up``."""
     joint_set = get_joint_set(result["joint_set"])
-    return render_views(to_y_up(vertices, up), faces, views=("front", "side"), up_axis="y",
-                        joints=to_y_up(np.asarray(result["keypoints"]), up), edges=joint_set.edges)
+    rotation = rotation_onto_y(result["up"])
+    return render_views(np.asarray(vertices, np.float64) @ rotation.T, faces, views=("front", "side"), up_axis="y",
+                        joints=np.asarray(result["keypoints"]) @ rotation.T, edges=joint_set.edges)
 
 
 def output_stems(paths: list[Path]) -> list[str]:
@@ -201,7 +228,9 @@ def output_stems(paths: list[Path]) -> list[str]:
 def _not_human(network, path: Path, vertices, faces, up: str, score: float, threshold: float, seed: int,
                device: str, readings: int) -> NotHumanError:
     """The refusal of a mesh below the threshold, with the up axis it reads as a body along, if any."""
-    others = {axis: _read(network, vertices, faces, axis, seed, device, readings, str(path))[2]
+    if up == "auto":
+        return NotHumanError(f"no human body found in any orientation (humanness {score:.2f} < {threshold:g})", path)
+    others = {axis: _read(network, vertices, faces, axis_rotation(axis), seed, device, readings, str(path))[2]
               for axis in UP_AXES if axis != up}
     best = max(others, key=others.get)
     message = f"no human body found upright along {up} (humanness {score:.2f} < {threshold:g})"
@@ -229,7 +258,7 @@ def _check_outputs(folder: bool, output: Path, png: Path | None) -> None:
 
 @torch.no_grad()
 def mesh_keypoints_files(input_path: str | Path, output: str | Path, joint_set: str = "seed12",
-                         model: str = "default", up: str = "y", png: str | Path | None = None,
+                         model: str = "default", up: str = "auto", png: str | Path | None = None,
                          device: str = "cpu", min_humanness: float = HUMANNESS_THRESHOLD) -> list[Path]:
     """``meshpose mesh-keypoints``: the JSON (and with ``png`` a picture) of one mesh file, or of
     every mesh in a folder (then ``output`` and ``png`` are folders, and each mesh gives
@@ -265,15 +294,15 @@ def mesh_keypoints_files(input_path: str | Path, output: str | Path, joint_set: 
         results.append(result)
     with output_batch():  # every file moves into place at the end, or none
         if folder:
-            return _write_folder(inputs, meshes, results, output, png, up)
+            return _write_folder(inputs, meshes, results, output, png)
         written = [write_keypoints_json(results[0], output)]
         if png:
-            written.append(save_png(png, render_keypoints(*meshes[0], results[0], up)))
+            written.append(save_png(png, render_keypoints(*meshes[0], results[0])))
         return written
 
 
 def _write_folder(inputs: list[Path], meshes: list, results: list[dict], output: Path, png: Path | None,
-                  up: str) -> list[Path]:
+                  ) -> list[Path]:
     """Write a folder's JSONs (and PNGs) into staging folders that move into place with the batch."""
     written = []
     with staged_folder(output) as json_dir, (staged_folder(png) if png else nullcontext()) as png_dir:
@@ -281,6 +310,6 @@ def _write_folder(inputs: list[Path], meshes: list, results: list[dict], output:
             write_keypoints_json(result, json_dir / f"{stem}.json")
             written.append(output / f"{stem}.json")
             if png:
-                save_png(png_dir / f"{stem}.png", render_keypoints(vertices, faces, result, up))
+                save_png(png_dir / f"{stem}.png", render_keypoints(vertices, faces, result))
                 written.append(png / f"{stem}.png")
     return written

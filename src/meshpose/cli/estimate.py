@@ -36,7 +36,7 @@ from meshpose.io.keypoints import (
 from meshpose.io.meshes import write_mesh
 from meshpose.io.results import write_mesh_keypoints_json
 from meshpose.joints import convert, describe, get_joint_set
-from meshpose.mesh_keypoints import HUMANNESS_THRESHOLD, UP_AXES, mesh_keypoints_files
+from meshpose.mesh_keypoints import HUMANNESS_THRESHOLD, UP_CHOICES, mesh_keypoints_files
 from meshpose.meshkp.pointnet import OUTPUT_SETS
 from meshpose.models.regressor import INPUT_SETS
 from meshpose.predict import predict_file
@@ -299,16 +299,16 @@ def add_commands(commands) -> None:
     parser = commands.add_parser(
         "mesh-keypoints", help="3D human mesh -> labelled body joints",
         description="Estimate body joints on human meshes of any topology (OBJ/PLY/OFF/GLB/STL) with "
-                    "the shipped point model; keypoints in the mesh's own coordinates and units. A mesh "
-                    f"that does not read as an upright human body (humanness below {HUMANNESS_THRESHOLD:g}) "
-                    "is refused, with the --up axis it reads as one along, if any.")
+                    "the shipped point model; keypoints in the mesh's own coordinates and units. Meshes may "
+                    "come in any rotation: the up direction is searched for unless --up gives it. A mesh "
+                    f"that does not read as a human body (humanness below {HUMANNESS_THRESHOLD:g}) is refused.")
     parser.add_argument("input", help="a mesh file or a folder of them")
     parser.add_argument("-o", "--output", required=True,
                         help="JSON file (one mesh) or folder (a folder: STEM.json per mesh, NAME.EXT.json "
                              "where stems collide, e.g. scan.ply.json and scan.glb.json)")
     parser.add_argument("--joint-set", default="seed12", choices=OUTPUT_SETS)
-    parser.add_argument("--up", default="y", choices=tuple(UP_AXES),
-                        help="the meshes' up axis (default y)")
+    parser.add_argument("--up", default="auto", choices=UP_CHOICES,
+                        help="the meshes' up axis, if known (faster: no search); default auto, any rotation")
     parser.add_argument("--png", default=None, help="picture of mesh and joints, .png (a folder for a folder)")
     parser.add_argument("--min-humanness", type=humanness_threshold, default=HUMANNESS_THRESHOLD,
                         help=f"refuse meshes scoring below this (default {HUMANNESS_THRESHOLD:g}; 0 accepts any)")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["UP_AXES", "UnitFrame", "from_y_up", "to_y_up", "unit_frame"]
+__all__ = ["UP_AXES", "UnitFrame", "axis_rotation", "from_y_up", "rotation_onto_y", "to_y_up", "unit_frame"]
 
 #: The up axes a mesh may have, as (axis order, signs) that turn it y-up by a proper rotation.
 UP_AXES = {"x": ((1, 0, 2), (-1, 1, 1)), "y": ((0, 1, 2), (1, 1, 1)), "z": ((0, 2, 1), (1, 1, -1)),
@@ -81,3 +81,25 @@ def unit_frame(vertices: np.ndarray, faces: np.ndarray) -> tuple[UnitFrame, np.n
     if not everything:
         unit[~used] = 0.0
     return UnitFrame(centre, size), np.ascontiguousarray(unit)
+
+
+def axis_rotation(up: str) -> np.ndarray:
+    """(3, 3) float64 rotation ``R`` of :func:`to_y_up` for ``up``: ``to_y_up(p, up) == p @ R.T``
+    (entries 0 and +-1, so products with it are exact)."""
+    order, signs = UP_AXES[up]
+    rotation = np.zeros((3, 3))
+    rotation[np.arange(3), list(order)] = signs
+    return rotation
+
+
+def rotation_onto_y(direction: np.ndarray) -> np.ndarray:
+    """(3, 3) float64 rotation ``R`` that turns ``direction`` (3,) onto +y by the smallest angle
+    (about ``direction x y``); a half turn about x for -y. ``p @ R.T`` turns points with it."""
+    up = np.asarray(direction, np.float64) / np.linalg.norm(direction)
+    axis = np.array([up[2], 0.0, -up[0]])  # up x (0, 1, 0)
+    sine, cosine = float(np.linalg.norm(axis)), float(up[1])
+    if sine < 1e-12:
+        return np.eye(3) if cosine > 0 else np.diag([1.0, -1.0, -1.0])
+    k = axis / sine
+    cross = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+    return np.eye(3) + sine * cross + (1 - cosine) * cross @ cross  # Rodrigues
