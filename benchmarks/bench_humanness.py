@@ -2,14 +2,18 @@
 
     python benchmarks/bench_humanness.py                       # ../shared/data/human_seg, seed 0
     python benchmarks/bench_humanness.py --human-seg DIR --seeds 0 1 2 3
+    python benchmarks/bench_humanness.py --auto-only    # the shapes and Anny under the up search
 
 Scores (``meshpose.mesh_keypoints(...)["humanness"]``, threshold 0.5) of: the human_seg meshes
 (y up) read with the right up axis and with each wrong one; Anny bodies in the preset poses;
 23 non-human shapes (boxes, sphere, plane, triangle, tetrahedron, cylinder, cone, capsule, torus,
 a table, a snowman, smooth random blobs, triangle soups) read along each of the five up axes.
 For a wrong up axis it also counts how often ``meshpose mesh-keypoints`` would suggest the
-right one (``--up y``: the best of the other axes, scoring at least the threshold). Prints
-Markdown tables; about 2 minutes per seed on 2 CPU cores.
+right one (``--up y``: the best of the other axes, scoring at least the threshold). With
+``--auto`` (or ``--auto-only``, which skips the rest) the non-human shapes and the Anny bodies,
+each under a random 3D rotation per seed, are also scored with the default up search
+(``up="auto"``), which gives a shape more chances to look human. Prints Markdown tables; about
+2 minutes per seed on 2 CPU cores, plus about a minute per seed for ``--auto``.
 """
 from __future__ import annotations
 
@@ -85,7 +89,12 @@ def main(argv=None) -> int:
     shared = Path(__file__).resolve().parents[2] / "shared"
     parser.add_argument("--human-seg", default=str(shared / "data" / "human_seg"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--auto", action="store_true", help="also score shapes and Anny with the up search")
+    parser.add_argument("--auto-only", action="store_true", help="only the up-search scores")
     args = parser.parse_args(argv)
+    if args.auto_only:
+        print_auto_scores(args.seeds)
+        return 0
 
     from meshpose.io.meshes import list_mesh_files, read_mesh
     from meshpose.mesh_keypoints import HUMANNESS_THRESHOLD, READINGS
@@ -128,7 +137,37 @@ def main(argv=None) -> int:
     print("\nhuman_seg meshes below the threshold: " + (", ".join(f"{k} ({v:.2f})" for v, k in below) or "none"))
     worst = max(((s[a], f"{key} along {a}") for key, runs in table["not human"].items() for s in runs for a in AXES))
     print(f"highest non-human score: {worst[1]} ({worst[0]:.3f})")
+    if args.auto:
+        print_auto_scores(args.seeds)
     return 0
+
+
+def print_auto_scores(seeds: list[int]) -> None:
+    """Humanness with ``up="auto"`` of the shapes and the Anny bodies, each under a random 3D
+    rotation per seed."""
+    import meshpose
+    from meshpose.mesh_keypoints import HUMANNESS_THRESHOLD
+    from scipy.spatial.transform import Rotation
+
+    start = time.perf_counter()
+    print("\n| meshes, each under a random 3D rotation | read with | scores | min | median | max "
+          "| at or above threshold |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    worst = (0.0, "")
+    for name, group in (("non-human shapes", shapes()), ("Anny preset poses", anny_bodies())):
+        values = []
+        for key, (vertices, faces) in group.items():
+            for seed in seeds:
+                rotation = Rotation.random(random_state=seed).as_matrix()
+                score = meshpose.mesh_keypoints((np.asarray(vertices) @ rotation.T, faces), seed=seed)["humanness"]
+                values.append(score)
+                if name == "non-human shapes":
+                    worst = max(worst, (score, key))
+        values = np.array(values)
+        print(f"| {len(group)} {name} | up search (auto) | {len(values)} | {values.min():.3f} | "
+              f"{np.median(values):.3f} | {values.max():.3f} | {int((values >= HUMANNESS_THRESHOLD).sum())} |")
+    print(f"highest non-human score with the up search: {worst[1]} ({worst[0]:.3f}); "
+          f"{time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":

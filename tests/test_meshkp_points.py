@@ -58,6 +58,73 @@ def test_up_axes_are_proper_rotations_to_y(up):
     np.testing.assert_allclose(_from_y_up(_to_y_up(points, up), up), points)
 
 
+@pytest.mark.parametrize("up", sorted(_UP))
+def test_axis_rotation_is_the_matrix_of_to_y_up(up):
+    from meshpose.meshkp.frame import axis_rotation
+
+    points = np.random.default_rng(1).normal(size=(6, 3))
+    np.testing.assert_array_equal(points @ axis_rotation(up).T, _to_y_up(points, up))  # exact: 0 / +-1 entries
+
+
+def test_rotation_onto_y_is_the_smallest_proper_turn():
+    from scipy.spatial.transform import Rotation
+
+    from meshpose.meshkp.frame import rotation_onto_y
+
+    for direction in np.random.default_rng(2).normal(size=(20, 3)).tolist() + [[0, 1, 0], [0, -1, 0], [0, -2, 1e-14]]:
+        rotation = rotation_onto_y(direction)
+        unit = np.asarray(direction) / np.linalg.norm(direction)
+        np.testing.assert_allclose(rotation @ rotation.T, np.eye(3), atol=1e-12)
+        assert np.isclose(np.linalg.det(rotation), 1.0)
+        np.testing.assert_allclose(rotation @ unit, [0, 1, 0], atol=1e-9)
+        # the turn's angle is the angle between the direction and y (no extra spin)
+        angle = np.degrees(Rotation.from_matrix(rotation).magnitude())
+        assert np.isclose(angle, np.degrees(np.arccos(np.clip(unit[1], -1, 1))), atol=1e-6)
+
+
+def test_up_search_finds_a_hidden_up_direction():
+    """search_up with a stand-in model: humanness 1 within 60 degrees of a hidden up and 0
+    beyond; confidence the cosine to it (what the real one does, falling with tilt)."""
+    from scipy.spatial.transform import Rotation
+
+    from meshpose.meshkp.orientation import search_up
+
+    for seed in range(10):
+        hidden = Rotation.random(random_state=seed).as_matrix()[:, 1]
+        calls = []
+
+        def read(rotations):
+            calls.append(len(rotations))
+            ups = rotations[:, 1]  # the direction each rotation turns onto y
+            cosine = ups @ hidden
+            return [(float(c > 0.5), float(c), None) for c in cosine]
+
+        found = search_up(read)
+        assert np.degrees(np.arccos(min(1.0, found.up @ hidden))) < 2.5, seed
+        np.testing.assert_allclose(found.rotation @ found.up, [0, 1, 0], atol=1e-12)
+        assert calls[0] == 12 and all(n == 4 for n in calls[1:]) and len(calls) <= 1 + 8
+
+
+def test_turned_readings_read_the_turned_mesh(anny):
+    """read_joints_turned with a turn R gives the joints read_joints gives on the mesh turned by
+    R (the same point draws, turned), and with no turn exactly read_joints."""
+    from scipy.spatial.transform import Rotation
+
+    from meshpose.meshkp.readings import read_joints, read_joints_turned
+
+    network = load_mesh_keypoint_model()
+    vertices, faces, _, _ = _walking_body(anny)
+    vertices = torch.from_numpy(vertices / 2.0)  # about unit size
+    faces = torch.from_numpy(faces)
+    turns = np.stack([np.eye(3), Rotation.from_euler("x", 25, degrees=True).as_matrix()])
+    found = read_joints_turned(network, vertices, faces, turns, 2, torch.Generator().manual_seed(3))
+    plain = read_joints(network, vertices, faces, 2, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(found[0].joints, plain.joints, rtol=0, atol=1e-6)
+    turned = read_joints(network, vertices @ torch.from_numpy(turns[1]).T, faces, 2, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(found[1].points, turned.points, rtol=0, atol=1e-5)
+    torch.testing.assert_close(found[1].joints, turned.joints, rtol=0, atol=2e-3)  # float32 through the network
+
+
 @pytest.fixture(scope="module")
 def anny():
     from meshpose.body import AnnyBody

@@ -36,7 +36,7 @@ from meshpose.meshkp.humanness import HUMANNESS_THRESHOLD, humanness
 from meshpose.meshkp.model_file import load_mesh_keypoint_model
 from meshpose.meshkp.orientation import search_up
 from meshpose.meshkp.pointnet import OUTPUT_SETS, output_names
-from meshpose.meshkp.readings import read_joints
+from meshpose.meshkp.readings import read_joints, read_joints_turned
 from meshpose.viz.render import render_views, save_png
 
 __all__ = ["HUMANNESS_THRESHOLD", "READINGS", "UP_CHOICES", "NotHumanError", "mesh_keypoints",
@@ -48,6 +48,12 @@ __all__ = ["HUMANNESS_THRESHOLD", "READINGS", "UP_CHOICES", "NotHumanError", "me
 #: little better (see :mod:`meshpose.meshkp.humanness`) at four times the cost.
 READINGS = 2
 _MAX_READINGS = 64
+#: Readings in the turn the up search settles on (more than :data:`READINGS`: the search already
+#: costs 24 to 88 passes, and the final reading is the answer).
+SEARCHED_READINGS = 8
+#: Turns of the up search read in one forward pass: on 2 CPU cores 4 (8 point clouds) took 0.9 s
+#: for the 12 coarse turns, 12 at once 1.5 s (the neighbour search's memory), one at a time 1.0 s.
+_TURNS_PER_PASS = 4
 #: ``up`` values: ``auto`` (search, the default) or a known up axis.
 UP_CHOICES = ("auto", *UP_AXES)
 
@@ -111,29 +117,44 @@ def _read(network, vertices: np.ndarray, faces: np.ndarray, rotation: np.ndarray
 
 
 def _oriented_read(network, vertices, faces, up: str, seed: int, device: str, readings: int, source: str | None):
-    """(rotation, frame, readings, humanness) of one checked mesh: along the given up axis, or
-    the best turn :func:`~meshpose.meshkp.orientation.search_up` finds for ``up="auto"``."""
+    """(rotation (3, 3), joints (J, 3) float64 in the mesh's frame and units, confidence (J,),
+    humanness) of one checked mesh, all outputs of the model: read along the given up axis, or in
+    the turn :func:`~meshpose.meshkp.orientation.search_up` finds for ``up="auto"`` (the search
+    with two readings a turn, then ``max(readings, SEARCHED_READINGS)`` readings in that turn)."""
     if up != "auto":
         rotation = axis_rotation(up)
-        return (rotation, *_read(network, vertices, faces, rotation, seed, device, readings, source))
-
-    def read(rotation):
         frame, found, score = _read(network, vertices, faces, rotation, seed, device, readings, source)
-        return score, float(found.confidence.mean()), (frame, found, score)
+        # float64: the centre added back exactly
+        return rotation, frame.to_mesh(found.joints.mean(0).cpu().numpy()) @ rotation, found.confidence.mean(0), score
+    try:
+        frame, unit = unit_frame(vertices, faces)
+    except ValueError as error:
+        raise MeshposeError(str(error), source) from None
+    unit, faces = torch.from_numpy(unit).to(device), torch.from_numpy(faces).to(device)
 
-    best = search_up(read)
-    return (best.rotation, *best.reading)
+    def read(rotations, count=READINGS):
+        found = []
+        for start in range(0, len(rotations), _TURNS_PER_PASS):
+            found += read_joints_turned(network, unit, faces, rotations[start:start + _TURNS_PER_PASS], count,
+                                        torch.Generator().manual_seed(seed))
+        if not found[0].on_surface:
+            raise MeshposeError("mesh has no surface area", source)
+        return [(humanness(f.joints, f.points), float(f.confidence.mean()), f) for f in found]
+
+    rotation = search_up(read).rotation
+    score, _, found = read(rotation[None], max(readings, SEARCHED_READINGS))[0]
+    joints = found.joints.mean(0).double().cpu().numpy() @ rotation  # the turn undone: the unit frame
+    return rotation, frame.to_mesh(joints), found.confidence.mean(0), score
 
 
 def _estimate(network, vertices, faces, joint_set: str, up: str, seed: int, device: str, readings: int,
               source: str | None) -> dict:
     """:func:`mesh_keypoints` of a checked mesh with a loaded network."""
-    rotation, frame, found, score = _oriented_read(network, vertices, faces, up, seed, device, readings, source)
+    rotation, joints, confidence, score = _oriented_read(network, vertices, faces, up, seed, device, readings, source)
     names = output_names()
     chosen = [i for i, n in enumerate(names) if n.split(":")[0] == joint_set]
-    joints = frame.to_mesh(found.joints.mean(0)[chosen].cpu().numpy())  # float64: the centre added back exactly
     return {"joint_set": joint_set, "names": [names[i].split(":", 1)[1] for i in chosen],
-            "keypoints": joints @ rotation, "confidence": found.confidence.mean(0)[chosen].double().cpu().numpy(),
+            "keypoints": joints[chosen], "confidence": confidence[chosen].double().cpu().numpy(),
             "humanness": score, "up": rotation[1].copy()}
 
 
@@ -150,8 +171,8 @@ def mesh_keypoints(mesh, joint_set: str = "seed12", model: str = "default", up: 
             ``h36m17`` (Anny's anatomical joint centres of those joints, as the model learnt
             them: not the Human3.6M regressor of ``meshpose predict``).
         model: shipped model name or model file.
-        up: ``"auto"`` (default): search for the mesh's up direction, any rotation (12 to 44 readings
-            instead of 1); or its known up axis, ``"y"``, ``"z"``, ``"x"``, ``"-y"``, ``"-z"``.
+        up: ``"auto"`` (default): search for the mesh's up direction, any rotation (64 to 96 network
+            passes instead of ``readings``; see :mod:`meshpose.meshkp.orientation`); or its known up axis, ``"y"``, ``"z"``, ``"x"``, ``"-y"``, ``"-z"``.
         seed: seed of the surface-point draws (results vary by a few millimetres with it).
         readings: readings averaged (2 to 64; each costs about one network pass, ~18 ms on a CPU core).
 

@@ -96,7 +96,7 @@ def rotation_onto_y(direction: np.ndarray) -> np.ndarray:
     """(3, 3) float64 rotation ``R`` that turns ``direction`` (3,) onto +y by the smallest angle
     (about ``direction x y``); a half turn about x for -y. ``p @ R.T`` turns points with it."""
     up = np.asarray(direction, np.float64) / np.linalg.norm(direction)
-    axis = np.array([up[2], 0.0, -up[0]])  # up x (0, 1, 0)
+    axis = np.array([-up[2], 0.0, up[0]])  # up x (0, 1, 0)
     sine, cosine = float(np.linalg.norm(axis)), float(up[1])
     if sine < 1e-12:
         return np.eye(3) if cosine > 0 else np.diag([1.0, -1.0, -1.0])

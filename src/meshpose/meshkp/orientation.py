@@ -15,7 +15,8 @@ about 20 degrees of upright. The confidence head (trained to say whether each jo
 reach of the truth) does not: on a walking Anny body its mean is 0.977 upright, 0.95 at 10
 degrees of tilt, 0.88 at 20 and 0.75 at 30, so it is what the fine stage climbs.
 
-Each reading costs ``readings`` network passes; the search makes 12 + at most 4 x 8 of them.
+Each turn is read twice (two network passes); the search reads 12 + 16 to 32 turns, four turns
+per forward pass.
 ``benchmarks/bench_mesh_orientation.py`` measures the result on human_seg meshes and Anny bodies
 under random rotations.
 """
@@ -66,26 +67,27 @@ def _tilted(up: np.ndarray, degrees: float) -> list[np.ndarray]:
     return [np.cos(angle) * up + np.sin(angle) * d for d in (side, other, -side, -other)]
 
 
-def search_up(read: Callable[[np.ndarray], tuple[float, float, object]]) -> Oriented:
+def search_up(read: Callable[[np.ndarray], list[tuple[float, float, object]]]) -> Oriented:
     """The up direction of a mesh under which it reads most like an upright body (module doc).
 
     Args:
-        read: ``read(R)`` reads the mesh turned by the (3, 3) rotation ``R`` (points ``p @ R.T``)
-            and returns ``(humanness, mean confidence, reading)``.
+        read: ``read(R)`` reads the mesh turned by each of the (T, 3, 3) rotations ``R`` (points
+            ``p @ R[t].T``; one call per stage, so that a caller can batch them) and returns T
+            ``(humanness, mean confidence, reading)``.
 
     Returns:
         the best :class:`Oriented` reading.
     """
-    def attempt(up):
-        up = np.asarray(up, np.float64) / np.linalg.norm(up)
-        rotation = rotation_onto_y(up)
-        score, confidence, reading = read(rotation)
-        return Oriented(up, rotation, float(score), float(confidence), reading)
+    def attempt(directions):
+        ups = [np.asarray(up, np.float64) / np.linalg.norm(up) for up in directions]
+        rotations = np.stack([rotation_onto_y(up) for up in ups])
+        return [Oriented(up, rotation, float(score), float(confidence), reading)
+                for up, rotation, (score, confidence, reading) in zip(ups, rotations, read(rotations))]
 
-    best = max((attempt(direction) for direction in ICOSAHEDRON), key=lambda o: (o.score, o.confidence))
+    best = max(attempt(ICOSAHEDRON), key=lambda o: (o.score, o.confidence))
     for degrees in _TILTS_DEG:
         for _ in range(_MOVES_PER_TILT):
-            step = max((attempt(up) for up in _tilted(best.up, degrees)), key=lambda o: o.confidence)
+            step = max(attempt(_tilted(best.up, degrees)), key=lambda o: o.confidence)
             if step.confidence <= best.confidence:
                 break
             best = step

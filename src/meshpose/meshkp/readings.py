@@ -17,7 +17,7 @@ import torch
 from meshpose.meshkp.point_task import predict_points
 from meshpose.meshkp.surface import sample_surface, yaw_rotation
 
-__all__ = ["Readings", "read_joints"]
+__all__ = ["Readings", "read_joints", "read_joints_turned"]
 
 
 @dataclass
@@ -66,3 +66,35 @@ def read_joints(network, vertices: torch.Tensor, faces: torch.Tensor, readings: 
     turned = points.view(readings, count, 3) @ turn.transpose(1, 2)
     joints, confidence = predict_points(network, turned, normals.view(readings, count, 3) @ turn.transpose(1, 2))
     return Readings(joints @ turn, confidence, points, normals)
+
+
+@torch.no_grad()
+def read_joints_turned(network, vertices: torch.Tensor, faces: torch.Tensor, rotations, readings: int,
+                       generator: torch.Generator) -> list[Readings]:
+    """Read a mesh under several 3D turns in one forward pass, every turn on the same point draws.
+
+    Comparing turns on the same points leaves only the turn to differ (what an orientation
+    search wants); the network normalises each cloud itself, so the unit frame need not follow.
+
+    Args:
+        network, readings, generator: as for :func:`read_joints`.
+        vertices: (V, 3) vertices in the unit frame (any axes), on the network's device.
+        faces: (F, 3) int64 vertex indices, same device.
+        rotations: (T, 3, 3) turns; turn t reads the points as ``p @ rotations[t].T``.
+
+    Returns:
+        T :class:`Readings`, each in its own turned frame.
+    """
+    count = network.points
+    points, normals = sample_surface(vertices[None], faces, readings * count, generator)
+    points, normals = points[0].float(), normals[0].float()
+    turns = torch.as_tensor(rotations, dtype=points.dtype, device=points.device)  # (T, 3, 3)
+    angles = torch.arange(readings, dtype=points.dtype, device=points.device) * (2 * math.pi / readings)
+    yaw = yaw_rotation(angles)  # (K, 3, 3)
+    total = (yaw[None] @ turns[:, None]).transpose(-1, -2)  # (T, K, 3, 3): the turn, then the reading's yaw
+    clouds = points.view(1, readings, count, 3) @ total
+    cloud_normals = normals.view(1, readings, count, 3) @ total
+    joints, confidence = predict_points(network, clouds.flatten(0, 1), cloud_normals.flatten(0, 1))
+    joints = joints.view(len(turns), readings, -1, 3) @ yaw[None]  # each reading's yaw undone
+    confidence = confidence.view(len(turns), readings, -1)
+    return [Readings(joints[t], confidence[t], points @ turns[t].T, normals @ turns[t].T) for t in range(len(turns))]
