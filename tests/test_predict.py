@@ -219,6 +219,40 @@ def test_shipped_pose2mesh_beats_a_mean_pose_and_recovers_the_camera(synthetic_p
     assert np.median(np.abs(results["cam_t"][:, 2] - depth) / depth) < 0.35
 
 
+def test_pose2mesh_passes_are_sized_by_free_memory():
+    from meshpose.pose2mesh.inference import BYTES_PER_PERSON, people_per_pass
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert people_per_pass(cpu, free_bytes=8 * BYTES_PER_PERSON) == 2  # a quarter of the free memory
+    assert people_per_pass(cpu, free_bytes=0) == 1
+    assert people_per_pass(cpu, free_bytes=2**50) == 64 and people_per_pass(cuda, free_bytes=2**50) == 4096
+    assert people_per_pass(cuda, free_bytes=400 * BYTES_PER_PERSON) == 100
+
+
+def test_pose2mesh_in_small_passes_gives_the_one_pass_answer(synthetic_people, monkeypatch):
+    """A batch split into passes of 3 gives what one pass gives (MeshNet normalises per person),
+    and people without enough visible joints keep their rows, NaN, between the others."""
+    import meshpose.pose2mesh.inference as inference
+
+    keypoints = synthetic_people["keypoints2d"][:7].numpy().copy()
+    keypoints[2, :, 2] = 0.0  # nobody visible in row 2
+    size = tuple(int(v) for v in synthetic_people["image_size"][0])
+    focal = float(synthetic_people["focal"][0, 0])
+
+    def run():
+        return meshpose.predict(keypoints, "h36m17", ("coco17",), model="pose2mesh", image_size=size,
+                                focal_length=focal)
+
+    monkeypatch.setattr(inference, "people_per_pass", lambda device: 64)
+    whole = run()
+    monkeypatch.setattr(inference, "people_per_pass", lambda device: 3)
+    passes = run()
+    assert whole["valid"].tolist() == [True, True, False, True, True, True, True]
+    for key in ("vertices", "joints3d_coco17", "cam_t"):
+        assert np.isnan(passes[key][2]).all() and not np.isnan(np.delete(passes[key], 2, 0)).any()
+        np.testing.assert_allclose(passes[key], whole[key], rtol=0, atol=1e-5)
+
+
 def test_predict_command_with_pose2mesh(tmp_path, meshpose_cli):
     out = tmp_path / "out.npz"
     result = meshpose_cli("predict", SAMPLE, "-o", out, "--model", "pose2mesh", "--out-dir", tmp_path / "people",

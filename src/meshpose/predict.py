@@ -126,7 +126,10 @@ def _estimate_all(estimate, faces, points: np.ndarray, valid: np.ndarray, sets, 
     chosen = torch.from_numpy(points[valid])
     chunks = range(0, len(chosen), batch_size)
     show = progress if progress is not None else len(chunks) > 1
-    parts: dict[str, list] = {}
+    # Each chunk's results go straight into the full arrays (made at the first chunk; invalid rows
+    # stay NaN): the peak is one copy of the output, not the chunks, their concatenation and a copy.
+    results: dict[str, np.ndarray] = {}
+    rows = np.flatnonzero(valid)
     for start in tqdm(chunks, desc="predict", unit="batch", disable=not show):
         batch = chosen[start : start + batch_size].to(device)
         intrinsics = None
@@ -136,13 +139,10 @@ def _estimate_all(estimate, faces, points: np.ndarray, valid: np.ndarray, sets, 
             principal = torch.tensor([[w / 2, h / 2]], device=device).expand(len(batch), -1)
             intrinsics = (focal, principal)
         for key, value in estimate(batch, intrinsics).items():
-            parts.setdefault(key, []).append(value.float().cpu().numpy())
-    results = {}
-    for key, value in parts.items():
-        found = np.concatenate(value)
-        full = np.full((len(points), *found.shape[1:]), np.nan, dtype=found.dtype)
-        full[valid] = found
-        results[key] = full
+            value = value.float().cpu().numpy()
+            if key not in results:
+                results[key] = np.full((len(points), *value.shape[1:]), np.nan, dtype=value.dtype)
+            results[key][rows[start : start + len(value)]] = value
     results["faces"] = faces
     results["valid"] = valid.copy()
     for name in sets:
