@@ -100,14 +100,19 @@ def _as_mesh(mesh) -> tuple[np.ndarray, np.ndarray, str | None]:
     return vertices, np.ascontiguousarray(faces, np.int64), source
 
 
+def _unit_frame(vertices: np.ndarray, faces: np.ndarray, source: str | None):
+    """:func:`~meshpose.meshkp.frame.unit_frame`, its refusals as errors naming the file."""
+    try:
+        return unit_frame(vertices, faces)
+    except ValueError as error:
+        raise MeshposeError(str(error), source) from None
+
+
 def _read(network, vertices: np.ndarray, faces: np.ndarray, rotation: np.ndarray, seed: int, device: str,
           readings: int, source: str | None):
     """The readings of one checked mesh turned by ``rotation`` (3, 3) (read as ``vertices @ R.T``,
     y up): (frame, :class:`~meshpose.meshkp.readings.Readings`, humanness)."""
-    try:
-        frame, unit = unit_frame(np.ascontiguousarray(vertices @ rotation.T), faces)
-    except ValueError as error:
-        raise MeshposeError(str(error), source) from None
+    frame, unit = _unit_frame(np.ascontiguousarray(vertices @ rotation.T), faces, source)
     generator = torch.Generator().manual_seed(seed)
     found = read_joints(network, torch.from_numpy(unit).to(device), torch.from_numpy(faces).to(device),
                         readings, generator)
@@ -126,10 +131,7 @@ def _oriented_read(network, vertices, faces, up: str, seed: int, device: str, re
         frame, found, score = _read(network, vertices, faces, rotation, seed, device, readings, source)
         # float64: the centre added back exactly
         return rotation, frame.to_mesh(found.joints.mean(0).cpu().numpy()) @ rotation, found.confidence.mean(0), score
-    try:
-        frame, unit = unit_frame(vertices, faces)
-    except ValueError as error:
-        raise MeshposeError(str(error), source) from None
+    frame, unit = _unit_frame(vertices, faces, source)
     unit, faces = torch.from_numpy(unit).to(device), torch.from_numpy(faces).to(device)
 
     def read(rotations, count=READINGS):

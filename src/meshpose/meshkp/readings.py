@@ -58,14 +58,8 @@ def read_joints(network, vertices: torch.Tensor, faces: torch.Tensor, readings: 
     Returns:
         :class:`Readings`.
     """
-    count = network.points
-    points, normals = sample_surface(vertices[None], faces, readings * count, generator)
-    points, normals = points[0].float(), normals[0].float()
-    angles = torch.arange(readings, dtype=points.dtype, device=points.device) * (2 * math.pi / readings)
-    turn = yaw_rotation(angles)  # (K, 3, 3)
-    turned = points.view(readings, count, 3) @ turn.transpose(1, 2)
-    joints, confidence = predict_points(network, turned, normals.view(readings, count, 3) @ turn.transpose(1, 2))
-    return Readings(joints @ turn, confidence, points, normals)
+    no_turn = torch.eye(3, dtype=torch.float32, device=vertices.device)[None]
+    return read_joints_turned(network, vertices, faces, no_turn, readings, generator)[0]
 
 
 @torch.no_grad()
