@@ -7,7 +7,12 @@ import roma
 import torch
 
 from meshpose.body import POSE_JOINTS
-from meshpose.data.posebank import PoseBank, load_shipped_pose_bank, shipped_pose_bank_path
+from meshpose.data.posebank import (
+    PoseBank,
+    load_shipped_pose_bank,
+    load_training_banks,
+    shipped_pose_bank_path,
+)
 from meshpose.data.retarget import (RETARGET_POINTS, SEGMENTS, SOURCE_MAPS, RetargetOptions, Retargeter,
                                     detect_source, retarget_clips, to_z_up)
 
@@ -85,6 +90,30 @@ def test_pose_bank_round_trip(tmp_path):
     error = roma.rotmat_geodesic_distance(again.rotation_matrices(), rotations)
     assert torch.rad2deg(error).max() < 0.2
     assert "free for any use" in str(again.clip_licences[0])
+
+
+def test_concatenated_banks_keep_each_pose_with_its_clip(tmp_path):
+    rotations = roma.random_rotmat((5, len(POSE_JOINTS)), generator=torch.Generator().manual_seed(3))
+    first = PoseBank.from_clips([
+        {"name": "cmu/01/a", "source": "cmu", "rotations": rotations[:2], "frames": [0, 1], "shape": np.full(6, 0.1)},
+        {"name": "cmu/01/b", "source": "cmu", "rotations": rotations[2:3], "frames": [7], "shape": np.full(6, 0.2)}])
+    second = PoseBank.from_clips([
+        {"name": "bandai/x", "source": "bandai", "rotations": rotations[3:], "frames": [4, 5], "shape": np.full(6, 0.3)}])
+    both = PoseBank.concatenate([first, second])
+    assert len(both) == 5 and list(both.clip) == [0, 0, 1, 2, 2]
+    # every pose still points at its own clip's name, source, licence and shape
+    names = [str(both.clip_names[c]) for c in both.clip]
+    assert names == ["cmu/01/a", "cmu/01/a", "cmu/01/b", "bandai/x", "bandai/x"]
+    assert "CC BY-NC" in str(both.clip_licences[both.clip[4]])
+    assert np.allclose(both.clip_shapes[both.clip][:, 0], [0.1, 0.1, 0.2, 0.3, 0.3])
+    assert torch.allclose(both.rotation_matrices(), torch.cat([first.rotation_matrices(), second.rotation_matrices()]))
+    # the training loader joins the banks the same way, and the split by clip still works
+    first.save(tmp_path / "a.npz")
+    second.save(tmp_path / "b.npz")
+    loaded = load_training_banks(str(tmp_path / "a.npz"), [str(tmp_path / "b.npz")])
+    assert np.array_equal(loaded.rotations, both.rotations)
+    kept, held_out = loaded.split_clips(["bandai/"])
+    assert len(kept) == 3 and len(held_out) == 2
 
 
 def test_shipped_bank_is_cmu_only_small_and_valid():

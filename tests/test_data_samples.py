@@ -117,3 +117,29 @@ def test_flexed_legs_sit_within_their_ranges():
         assert angle.max() - angle.min() > 0.5 * (high - low)  # spread over the range
     # With spread 0 both legs get the same flexion.
     assert torch.allclose(flexed[:, legs[0]], flexed[:, legs[1]], atol=1e-6)
+
+
+def test_h36m_inputs_draw_human36m_joints_from_the_mesh(anny_body):
+    """With ``h36m_inputs`` the mpii16 keypoints are the projection of Human3.6M's joints,
+    regressed from the sample's own vertices with the shipped regressor matrix (computed here by
+    hand), not of Anny's joint centres."""
+    from meshpose.body.vertex_regressors import shipped_regressor
+    from meshpose.joints import get_joint_set
+
+    config = SampleConfig(joint_set="mpii16", noise=NoiseConfig.none(), h36m_inputs=True)
+    batch = SampleEngine(config=config, body=anny_body).sample(6, torch.Generator().manual_seed(5))
+    matrix = shipped_regressor("h36m17")  # (17, V), read from the file
+    by_hand = torch.einsum("jv,bvc->bjc", matrix, batch["vertices"])
+    h36m_names = get_joint_set("h36m17").names
+    order = [h36m_names.index(name) for name in get_joint_set("mpii16").names]
+    assert torch.allclose(batch["joints3d"], by_hand[:, order], atol=1e-4)
+    # Anny's centres differ from Human3.6M's by centimetres (the thorax most of all)
+    anatomical = SampleEngine(config=SampleConfig(joint_set="mpii16", noise=NoiseConfig.none()),
+                              body=anny_body).sample(6, torch.Generator().manual_seed(5))
+    gap = (anatomical["joints3d"] - batch["joints3d"]).norm(dim=-1)
+    assert gap.max() > 0.03
+    # sets with joints Human3.6M lacks stay at Anny's definitions
+    coco = SampleEngine(config=SampleConfig(joint_set="coco17", h36m_inputs=True), body=anny_body)
+    plain = SampleEngine(config=SampleConfig(joint_set="coco17"), body=anny_body)
+    assert torch.equal(coco.sample(4, torch.Generator().manual_seed(6))["joints3d"],
+                       plain.sample(4, torch.Generator().manual_seed(6))["joints3d"])

@@ -90,6 +90,20 @@ class PoseBank:
         return cls(**fields)
 
     @classmethod
+    def concatenate(cls, banks: list["PoseBank"]) -> "PoseBank":
+        """One bank holding the poses and clips of ``banks``, in order (clip indices renumbered)."""
+        offsets = np.cumsum([0] + [len(b.clip_names) for b in banks[:-1]])
+        return cls(
+            rotations=np.concatenate([b.rotations for b in banks]),
+            clip=np.concatenate([b.clip + offset for b, offset in zip(banks, offsets)]).astype(np.int32),
+            frame=np.concatenate([b.frame for b in banks]),
+            clip_names=np.concatenate([b.clip_names for b in banks]),
+            clip_sources=np.concatenate([b.clip_sources for b in banks]),
+            clip_licences=np.concatenate([b.clip_licences for b in banks]),
+            clip_shapes=np.concatenate([b.clip_shapes for b in banks]),
+        )
+
+    @classmethod
     def from_clips(cls, clips: list[dict]) -> "PoseBank":
         """Each clip: ``name``, ``source``, ``rotations`` (T, 22, 3, 3), ``frames`` (T,), ``shape`` (6,)."""
         rotations, clip, frame = [], [], []
@@ -115,3 +129,9 @@ def shipped_pose_bank_path() -> Path:
 
 def load_shipped_pose_bank() -> PoseBank:
     return PoseBank.load(shipped_pose_bank_path())
+
+
+def load_training_banks(bank: str = "", extra_banks=()) -> PoseBank:
+    """The poses a model trains on: ``bank`` ("" = the shipped CMU bank) followed by ``extra_banks``."""
+    first = PoseBank.load(bank) if bank else load_shipped_pose_bank()
+    return PoseBank.concatenate([first] + [PoseBank.load(path) for path in extra_banks]) if extra_banks else first

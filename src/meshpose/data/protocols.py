@@ -168,7 +168,7 @@ def evaluate_motion(name: str, bank, estimator, body: AnnyBody, samples: int = 1
     """The held-out motion row (see the module docstring) of a bank for a ``joint_set ->
     estimate`` function whose estimates include ``joints3d_h36m17_anatomical``."""
     estimate = estimator("coco17")
-    engine = SampleEngine(bank, SampleConfig(joint_set="coco17"), body=body)
+    engine = SampleEngine(bank, SampleConfig(joint_set="coco17"), device=body.device, body=body)
     generator = torch.Generator().manual_seed(seed)
     mpjpe, pa, pve, count = 0.0, 0.0, 0.0, 0
     for start in range(0, samples, 256):

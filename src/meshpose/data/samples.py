@@ -25,7 +25,7 @@ from meshpose.data.cameras import (
 )
 from meshpose.data.detector_noise import NoiseConfig, add_detector_noise
 from meshpose.data.posebank import PoseBank, load_shipped_pose_bank
-from meshpose.joints import get_joint_set
+from meshpose.joints import convert, get_joint_set
 from meshpose.viz import overlay_mesh, save_png
 
 
@@ -124,6 +124,20 @@ class SampleConfig:
     mix_chains: float = 0.0
     #: Probability that a sample's legs sit or crouch (:func:`flex_legs`; 0 = as the bank holds them).
     flex_legs: float = 0.0
+    #: Draw the 2D keypoints of ``h36m17`` and ``mpii16`` where Human3.6M places its joints (the
+    #: vertex regressor fitted to S1, :data:`meshpose.body.landmarks.REGRESSED_SETS`) instead of at
+    #: Anny's joint centres: the Stacked-Hourglass detections of Human3.6M were trained on its
+    #: annotations. Needs ``vertices``. The regressor derives from Human3.6M: research use only.
+    h36m_inputs: bool = False
+
+
+def input_joints(output, joint_set: str, h36m_inputs: bool = False) -> torch.Tensor:
+    """(B, J, 3) the joints of ``joint_set`` that the 2D keypoints are drawn from: Anny's joint
+    centres, or with ``h36m_inputs`` and a set whose joints are all Human3.6M's (``h36m17``,
+    ``mpii16``), Human3.6M's joints regressed from the mesh."""
+    if h36m_inputs and set(get_joint_set(joint_set).names) <= set(get_joint_set("h36m17").names):
+        return convert(body_joints(output, "h36m17"), "h36m17", joint_set)
+    return body_joints(output, joint_set, anatomical=True)
 
 
 class SampleEngine:
@@ -168,7 +182,7 @@ class SampleEngine:
             pose = flex_legs(pose, config.flex_legs, generator)
         shape = config.shapes.sample(batch, generator).to(self.device)
         output = self.body(pose, shape, vertices=config.vertices)
-        joints = body_joints(output, config.joint_set, anatomical=True)
+        joints = input_joints(output, config.joint_set, config.h36m_inputs)
         root_world = output.joint("bone:root")
         cams = sample_cameras(config.cameras, batch, generator, device=self.device)
         joints_cam = to_camera(joints, cams, root_world)

@@ -34,7 +34,21 @@ from meshpose.train.task import Task
 TRAINING_DATA = ("CMU motion capture (free for any use) retargeted to Anny (Apache-2.0/CC0); "
                  "CMU subjects 13 and 14 held out")
 
-__all__ = ["TRAINING_DATA", "export_regressor", "read_run", "save_model_file"]
+__all__ = ["TRAINING_DATA", "export_regressor", "read_run", "save_model_file", "training_data"]
+
+
+def training_data(data: dict) -> str:
+    """The training-data statement of a key2mesh run's ``data`` config section: the shipped
+    CMU statement, or the sources and licences of the banks it named and of the Human3.6M joint
+    regressor when the keypoints were drawn with it."""
+    if not data.get("bank") and not data.get("extra_banks") and not data.get("h36m_inputs"):
+        return TRAINING_DATA
+    names = ([data["bank"]] if data.get("bank") else ["the shipped CMU bank"]) + list(data.get("extra_banks", []))
+    text = f"pose banks {', '.join(Path(n).name for n in names)} retarget to Anny (Apache-2.0/CC0)"
+    if data.get("h36m_inputs"):
+        text += ("; h36m17/mpii16 keypoints drawn at Human3.6M's joints by the vertex regressor fitted "
+                 "to Human3.6M S1 (non-commercial research only)")
+    return text + "; each bank names its clips' sources and licences (clip_licences)"
 
 
 def read_run(run_dir: str | Path, task_name: str, task: Task | None = None
@@ -98,5 +112,5 @@ def export_regressor(run_dir: str | Path, out: str | Path, task: Task | None = N
         settings = config["model"]
         load_model_weights(KeypointRegressor(settings["hidden"], settings["blocks"], settings["iterations"]),
                            state, Path(run_dir))
-    header = {"format": FORMAT, "model": json.dumps(config["model"]), "training_data": TRAINING_DATA}
+    header = {"format": FORMAT, "model": json.dumps(config["model"]), "training_data": training_data(config["data"])}
     return save_model_file(run_dir, out, config, state, step, header)

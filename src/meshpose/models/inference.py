@@ -62,6 +62,10 @@ def regressor_estimator(regressor, body, joint_set: str, sets):
     person away from the image centre is seen obliquely, e.g. 6 degrees on Human3.6M."""
 
     def estimate_regressor(batch, intrinsics):
+        device = regressor.initial_state.device  # callers may hand CPU keypoints to a GPU model
+        batch = batch.to(device)
+        if intrinsics is not None:
+            intrinsics = tuple(part.to(device) for part in intrinsics)
         out = regressor(to_slots(batch, joint_set))
         pose = out["pose"]
         if intrinsics is not None:

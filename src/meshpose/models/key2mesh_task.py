@@ -9,7 +9,7 @@ from torch import nn
 
 from meshpose import metrics
 from meshpose.body import body_joints
-from meshpose.data.posebank import PoseBank, load_shipped_pose_bank
+from meshpose.data.posebank import load_training_banks
 from meshpose.data.samples import SampleConfig, SampleEngine
 from meshpose.models.export import export_regressor
 from meshpose.models.inference import load_regressor
@@ -39,6 +39,7 @@ class Key2MeshModelConfig:
 class Key2MeshDataConfig:
     input_sets: list[str] = field(default_factory=lambda: list(INPUT_SETS))
     bank: str = ""  #: pose bank .npz; "" = the CMU bank shipped in the package
+    extra_banks: list[str] = field(default_factory=list)  #: more banks whose poses join ``bank``'s (research models)
     exclude_clips: list[str] = field(default_factory=lambda: ["cmu/13/", "cmu/14/"])  #: held out
     vertex_stride: int = 7  #: vertex loss on every n-th vertex
     val_size: int = 1024
@@ -49,6 +50,7 @@ class Key2MeshDataConfig:
     loss_2d: float = 0.1
     mix_chains: float = 0.0  #: training samples: chance each body part comes from another pose (SampleConfig)
     flex_legs: float = 0.0  #: training samples: chance the legs sit or crouch (SampleConfig)
+    h36m_inputs: bool = False  #: training samples: h36m17/mpii16 keypoints at Human3.6M's joints (SampleConfig; research)
 
     LIMITS: ClassVar[dict[str, Limit]] = {
         "mix_chains": between(0, 1), "flex_legs": between(0, 1), "vertex_stride": positive(100_000), "val_size": positive(65_536), "loss_joints": between(0, 1e6),
@@ -92,13 +94,15 @@ class Key2MeshTask:
         return export_regressor(run_dir, out, self)
 
     def _engine(self, data: Key2MeshDataConfig, joint_set: str, device, mix_chains: float = 0.0,
-                flex_legs: float = 0.0):
-        key = (str(device), joint_set, data.bank, tuple(data.exclude_clips), mix_chains, flex_legs)
+                flex_legs: float = 0.0, h36m_inputs: bool = False):
+        key = (str(device), joint_set, data.bank, tuple(data.extra_banks), tuple(data.exclude_clips), mix_chains,
+               flex_legs, h36m_inputs)
         if key not in self._engines:
-            bank = PoseBank.load(data.bank) if data.bank else load_shipped_pose_bank()
+            bank = load_training_banks(data.bank, data.extra_banks)
             bank = bank.split_clips(data.exclude_clips)[0]
             shared = next((e.body for e in self._engines.values() if str(e.device) == str(device)), None)
-            config = SampleConfig(joint_set=joint_set, mix_chains=mix_chains, flex_legs=flex_legs)
+            config = SampleConfig(joint_set=joint_set, mix_chains=mix_chains, flex_legs=flex_legs,
+                                  h36m_inputs=h36m_inputs)
             self._engines[key] = SampleEngine(bank, config, device, body=shared)
         return self._engines[key]
 
@@ -112,7 +116,7 @@ class Key2MeshTask:
                    rows: slice = slice(None)):
         choice = int(torch.randint(len(data.input_sets), (1,), generator=generator))
         joint_set = data.input_sets[choice]
-        engine = self._engine(data, joint_set, device, data.mix_chains, data.flex_legs)
+        engine = self._engine(data, joint_set, device, data.mix_chains, data.flex_legs, data.h36m_inputs)
         sample = engine.sample(batch_size, generator)
         sample = {k: v[rows] for k, v in sample.items()}
         pose = sample["pose"].clone()
