@@ -277,7 +277,7 @@ def export_adapted_run(run_dir: str | Path, out: str | Path, task: AdaptTask | N
     if not adapted:
         raise MeshposeError("no adapted regressor weights (target.*) in this run", run_dir)
     header, _ = read_model_file(config["model"]["init"], SHIPPED_MODELS, FORMAT, "regressor")
-    training_data = (f"{TRAINING_DATA}; then adapted, without labels, to the 2D detections of "
+    training_data = (f"{header.get('training_data', TRAINING_DATA)}; then adapted, without labels, to the 2D detections of "
                      f"{config['data']['target']} (their licence applies to these weights)")
     return save_model_file(run_dir, out, config, adapted, step,
                            {"format": FORMAT, "model": header["model"], "training_data": training_data})
