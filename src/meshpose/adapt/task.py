@@ -46,7 +46,7 @@ from torch.func import functional_call
 
 from meshpose.adapt.critic import WassersteinCritic, gradient_penalty
 from meshpose.adapt.target import load_target_keypoints
-from meshpose.data.posebank import PoseBank, load_shipped_pose_bank
+from meshpose.data.posebank import load_training_banks
 from meshpose.data.protocols import evaluate_h36m, evaluate_motion, held_out_cmu
 from meshpose.data.samples import SampleConfig, SampleEngine
 from meshpose.errors import MeshposeError
@@ -139,7 +139,7 @@ class AdaptTask:
     def _engine(self, data: AdaptDataConfig, joint_set: str, device):
         key = (str(device), joint_set, data.bank, tuple(data.exclude_clips))
         if key not in self._engines:
-            bank = PoseBank.load(data.bank) if data.bank else load_shipped_pose_bank()
+            bank = load_training_banks(data.bank)
             bank = bank.split_clips(data.exclude_clips)[0]
             config = SampleConfig(joint_set=joint_set, vertices=False)
             self._engines[key] = SampleEngine(bank, config, device)

@@ -22,7 +22,7 @@ from torch import nn
 
 from meshpose import metrics
 from meshpose.body import AnnyBody, body_joints
-from meshpose.data.posebank import PoseBank, load_shipped_pose_bank
+from meshpose.data.posebank import load_training_banks
 from meshpose.data.samples import ShapeRanges
 from meshpose.errors import MeshposeError
 from meshpose.joints import get_joint_set
@@ -100,7 +100,7 @@ class MeshKeypointTask:
     def _synthetic(self, data: PointDataConfig, device):
         key = ("synthetic", data.bank, tuple(data.exclude_clips), str(device))
         if key not in self._cache:
-            bank = PoseBank.load(data.bank) if data.bank else load_shipped_pose_bank()
+            bank = load_training_banks(data.bank)
             train, held_out = bank.split_clips(data.exclude_clips)
             body = AnnyBody().to(device)
             self._cache[key] = {"body": body, "train": train.rotation_matrices(device=device),

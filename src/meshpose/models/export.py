@@ -44,7 +44,7 @@ def training_data(data: dict) -> str:
     if not data.get("bank") and not data.get("extra_banks") and not data.get("h36m_inputs"):
         return TRAINING_DATA
     names = ([data["bank"]] if data.get("bank") else ["the shipped CMU bank"]) + list(data.get("extra_banks", []))
-    text = f"pose banks {', '.join(Path(n).name for n in names)} retarget to Anny (Apache-2.0/CC0)"
+    text = f"pose banks {', '.join(Path(n).name for n in names)} retargeted to Anny (Apache-2.0/CC0)"
     if data.get("h36m_inputs"):
         text += ("; h36m17/mpii16 keypoints drawn at Human3.6M's joints by the vertex regressor fitted "
                  "to Human3.6M S1 (non-commercial research only)")

@@ -29,7 +29,7 @@ from torch import nn
 
 from meshpose import metrics
 from meshpose.body import AnnyBody
-from meshpose.data.posebank import PoseBank, load_shipped_pose_bank
+from meshpose.data.posebank import load_training_banks
 from meshpose.data.samples import SampleConfig, SampleEngine
 from meshpose.errors import MeshposeError
 from meshpose.io.weights import read_model_file
@@ -100,7 +100,7 @@ class Pose2MeshTask:
         key = (str(device), input_set, data.joint_set, data.bank, tuple(data.held_out_clips), held_out,
                with_vertices)
         if key not in self._engines:
-            bank = PoseBank.load(data.bank) if data.bank else load_shipped_pose_bank()
+            bank = load_training_banks(data.bank)
             bank = bank.split_clips(data.held_out_clips)[1 if held_out else 0]
             shared = next((e.body for e in self._engines.values() if str(e.device) == str(device)), None)
             config = SampleConfig(joint_set=input_set, vertices=with_vertices, extra_joint_sets=(data.joint_set,))
