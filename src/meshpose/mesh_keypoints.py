@@ -54,6 +54,14 @@ SEARCHED_READINGS = 8
 #: Turns of the up search read in one forward pass: on 2 CPU cores 4 (8 point clouds) took 0.9 s
 #: for the 12 coarse turns, 12 at once 1.5 s (the neighbour search's memory), one at a time 1.0 s.
 _TURNS_PER_PASS = 4
+#: A model with an up head (trained in any rotation) is turned upright by its own answer:
+#: readings of the mesh as it comes that predict the up direction, ...
+PREDICTING_READINGS = 1
+#: ... the most readings in all (the first predicts, each next one reads in the turn found and
+#: checks its own predicted up) ...
+UP_PASSES = 3
+#: ... and the angle between that check and y under which the turn is kept.
+UP_SETTLED_DEG = 5.0
 #: ``up`` values: ``auto`` (search, the default) or a known up axis.
 UP_CHOICES = ("auto", *UP_AXES)
 
@@ -134,19 +142,45 @@ def _oriented_read(network, vertices, faces, up: str, seed: int, device: str, re
     frame, unit = _unit_frame(vertices, faces, source)
     unit, faces = torch.from_numpy(unit).to(device), torch.from_numpy(faces).to(device)
 
-    def read(rotations, count=READINGS):
+    def turned(rotations, count):
         found = []
         for start in range(0, len(rotations), _TURNS_PER_PASS):
             found += read_joints_turned(network, unit, faces, rotations[start:start + _TURNS_PER_PASS], count,
                                         torch.Generator().manual_seed(seed))
         if not found[0].on_surface:
             raise MeshposeError("mesh has no surface area", source)
-        return [(humanness(f.joints, f.points), float(f.confidence.mean()), f) for f in found]
+        return found
 
-    rotation = search_up(read).rotation
-    score, _, found = read(rotation[None], max(readings, SEARCHED_READINGS))[0]
+    def read(rotations, count=READINGS):
+        return [(humanness(f.joints, f.points), float(f.confidence.mean()), f) for f in turned(rotations, count)]
+
+    if network.up_head is not None:
+        rotation, found = _upright_by_prediction(turned, readings)
+        score = humanness(found.joints, found.points)
+    if network.up_head is None or score < HUMANNESS_THRESHOLD:
+        rotation = search_up(read).rotation
+        score, _, found = read(rotation[None], max(readings, SEARCHED_READINGS))[0]
     joints = found.joints.mean(0).double().cpu().numpy() @ rotation  # the turn undone: the unit frame
     return rotation, frame.to_mesh(joints), found.confidence.mean(0), score
+
+
+def _upright_by_prediction(turned, readings: int):
+    """(rotation (3, 3), its :class:`~meshpose.meshkp.readings.Readings`) of a model with an up
+    head: a reading of the mesh as it comes predicts its up direction; the mesh is turned so that
+    it points along y and read ``readings`` times; while that reading's own predicted up is more
+    than :data:`UP_SETTLED_DEG` off y, it is turned again (at most :data:`UP_PASSES` passes).
+
+    ``turned(rotations (T, 3, 3), count)`` reads the mesh ``count`` times in each turn."""
+    rotation = np.eye(3)
+    count = PREDICTING_READINGS
+    for _ in range(UP_PASSES):
+        found = turned(rotation[None], count)[0]
+        up = found.up.mean(0).double().cpu().numpy()
+        if count == readings and np.degrees(np.arccos(np.clip(up[1] / np.linalg.norm(up), -1, 1))) <= UP_SETTLED_DEG:
+            return rotation, found
+        rotation = rotation_onto_y(up) @ rotation
+        count = readings
+    return rotation, turned(rotation[None], readings)[0]
 
 
 def _estimate(network, vertices, faces, joint_set: str, up: str, seed: int, device: str, readings: int,

@@ -10,7 +10,8 @@ from safetensors.torch import save_file
 from meshpose.io.weights import read_model_file
 from meshpose.meshkp.pointnet import MeshKeypointNet
 
-__all__ = ["FORMAT", "MODELS", "TRAINING_DATA", "export_mesh_keypoint_model", "load_mesh_keypoint_model"]
+__all__ = ["FORMAT", "MODELS", "TRAINING_DATA", "export_mesh_keypoint_model", "load_mesh_keypoint_model",
+           "training_data"]
 
 MODELS = {"default": "mesh_keypoints_default.safetensors"}
 FORMAT = "meshpose-meshkp-1"
@@ -18,6 +19,17 @@ TRAINING_DATA = ("human_seg meshes (MIT animation, FAUST, Adobe Fuse; research u
                  "meshpose.meshkp.split; Anny bodies (Apache-2.0/CC0) in CMU motion-capture poses "
                  "(free for any use), CMU subjects 13 and 14 held out")
 _models: dict = {}
+
+
+def training_data(hold_out: str = "", bank: str = "") -> str:
+    """The training-data statement of a ``meshkp_points`` run: :data:`TRAINING_DATA`, with the
+    collection it left out whole (``hold_out``) and its pose bank when not the shipped CMU one."""
+    text = TRAINING_DATA
+    if hold_out:
+        text += f"; the {hold_out} collection left out whole (train and val of the others)"
+    if bank:
+        text += f"; pose bank {bank}"
+    return text
 
 
 def export_mesh_keypoint_model(state: dict, model_config: dict, out: str | Path, metrics: dict | None = None,
@@ -37,7 +49,7 @@ def load_mesh_keypoint_model(name_or_path: str = "default", device: str = "cpu")
         return _models[key]
     header, state = read_model_file(name_or_path, MODELS, FORMAT, "mesh-keypoint model")
     settings = json.loads(header["model"])
-    model = MeshKeypointNet(settings["neighbours"], settings["width"])
+    model = MeshKeypointNet(settings["neighbours"], settings["width"], settings.get("up_head", False))
     model.load_state_dict(state)
     model.points = int(header.get("points", 1024))
     _models[key] = model.to(device).eval()

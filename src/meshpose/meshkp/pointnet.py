@@ -7,7 +7,9 @@ the whole body, and per point the network predicts, for every output joint, a vo
 an offset from the point to the joint. A joint is the weighted mean of its votes ``p_i +
 offset_ij``, which keeps it on the scale of the input and makes it independent of the point
 count. A confidence per joint comes from the global feature (trained to say whether the joint
-is within 5 % of the body's bounding-box diagonal).
+is within 5 % of the body's bounding-box diagonal). Optionally (``up_head``) the global feature
+also gives the body's up direction in the input's frame, for a model trained on bodies in any
+rotation: a mesh is turned upright by it before its joints are read.
 """
 from __future__ import annotations
 
@@ -89,15 +91,18 @@ class MeshKeypointNet(nn.Module):
     Args:
         neighbours: k of the neighbour graph.
         width: feature width of the neighbourhood layers (global feature 4x, vote head 4x).
+        up_head: also predict the body's up direction.
 
     ``forward(points, normals)``: (B, N, 3) normalised points and (B, N, 3) unit normals ->
     ``joints`` (B, J, 3) in the same normalised frame, ``confidence`` (B, J) in [0, 1] and its
-    ``confidence_logit``; J = ``len(output_names())``.
+    ``confidence_logit``; J = ``len(output_names())``; with ``up_head`` also ``up`` (B, 3), a
+    unit vector in the input's frame.
     """
 
-    def __init__(self, neighbours: int = 16, width: int = 64):
+    def __init__(self, neighbours: int = 16, width: int = 64, up_head: bool = False):
         super().__init__()
         self.neighbours = neighbours
+        self.up_head = _mlp(4 * width, 2 * width, 3) if up_head else None
         self.n_joints = len(output_names())
         self.layers = nn.ModuleList([NeighbourMax(6, width), NeighbourMax(width, width),
                                      NeighbourMax(width, 2 * width)])
@@ -122,4 +127,7 @@ class MeshKeypointNet(nn.Module):
         weights = per_point[..., 0].softmax(dim=1)  # over the points
         joints = torch.einsum("bnj,bnjc->bjc", weights, points[:, :, None] + per_point[..., 1:])
         logit = self.confidence_head(whole)
-        return {"joints": joints, "confidence": torch.sigmoid(logit), "confidence_logit": logit}
+        out = {"joints": joints, "confidence": torch.sigmoid(logit), "confidence_logit": logit}
+        if self.up_head is not None:
+            out["up"] = nn.functional.normalize(self.up_head(whole).float(), dim=-1)
+        return out

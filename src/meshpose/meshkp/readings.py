@@ -29,12 +29,14 @@ class Readings:
         confidence: (K, J) each reading's confidences in [0, 1].
         points: (K * N, 3) the surface points all readings drew, before their turns.
         normals: (K * N, 3) their faces' unit normals (zero on faces without area).
+        up: (K, 3) each reading's up direction (a model with an up head), else None.
     """
 
     joints: torch.Tensor
     confidence: torch.Tensor
     points: torch.Tensor
     normals: torch.Tensor
+    up: torch.Tensor | None = None
 
     @property
     def on_surface(self) -> bool:
@@ -88,7 +90,10 @@ def read_joints_turned(network, vertices: torch.Tensor, faces: torch.Tensor, rot
     total = (yaw[None] @ turns[:, None]).transpose(-1, -2)  # (T, K, 3, 3): the turn, then the reading's yaw
     clouds = points.view(1, readings, count, 3) @ total
     cloud_normals = normals.view(1, readings, count, 3) @ total
-    joints, confidence = predict_points(network, clouds.flatten(0, 1), cloud_normals.flatten(0, 1))
+    with_up = getattr(network, "up_head", None) is not None
+    joints, confidence, *up = predict_points(network, clouds.flatten(0, 1), cloud_normals.flatten(0, 1), up=with_up)
     joints = joints.view(len(turns), readings, -1, 3) @ yaw[None]  # each reading's yaw undone
     confidence = confidence.view(len(turns), readings, -1)
-    return [Readings(joints[t], confidence[t], points @ turns[t].T, normals @ turns[t].T) for t in range(len(turns))]
+    up = (up[0].view(len(turns), readings, 1, 3).to(yaw.dtype) @ yaw[None])[:, :, 0] if with_up else [None] * len(turns)
+    return [Readings(joints[t], confidence[t], points @ turns[t].T, normals @ turns[t].T, up[t])
+            for t in range(len(turns))]

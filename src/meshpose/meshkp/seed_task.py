@@ -35,7 +35,7 @@ from meshpose.meshkp.edgecnn import (
     normalise_mesh,
 )
 from meshpose.meshkp.segdata import read_dataset
-from meshpose.meshkp.split import split_of
+from meshpose.meshkp.split import COLLECTIONS, split_of
 from meshpose.train.checkpoint import (
     check_checkpoint,
     check_state_dict,
@@ -63,9 +63,11 @@ class SeedDataConfig:
     yaw_deg: float = 180.0  #: turns drawn uniformly in [-yaw_deg, yaw_deg]
     scale_range: float = 0.1  #: scales drawn uniformly in [1 - scale_range, 1 + scale_range]
     val_size: int = 0  #: unused: validation is the whole val split
+    hold_out: str = ""  #: a collection left out whole as the test split (meshpose.meshkp.split)
 
     LIMITS: ClassVar[dict[str, Limit]] = {"yaw_deg": between(0, 180), "scale_range": between(0, 1, high_open=True),
                                           "val_size": between(0, 1_000_000)}
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"hold_out": ("", *COLLECTIONS)}
 
 
 @dataclass
@@ -101,16 +103,16 @@ class SeedDataset:
         return edge_inputs(edge_features(vertices, self.faces[index], features, topology), topology[1], n_edges)
 
 
-def load_seed_dataset(folder: str | Path) -> SeedDataset:
+def load_seed_dataset(folder: str | Path, hold_out: str = "") -> SeedDataset:
     """Read a ``build-keypoints`` folder (:func:`~meshpose.meshkp.segdata.read_dataset`) and
-    normalise every mesh."""
+    normalise every mesh; ``hold_out``: a collection left out whole (:func:`~meshpose.meshkp.split.split_of`)."""
     raw = read_dataset(folder)
     count = len(raw["names"])
     data = SeedDataset([], [], [], [], [], np.zeros((count, N_KEYPOINTS, 3)), np.zeros((count, 3)), np.zeros(count))
     for i, (name, raw_vertices, faces) in enumerate(zip(raw["names"], raw["vertices"], raw["faces"])):
         vertices, centre, scale = normalise_mesh(raw_vertices)
         data.names.append(name)
-        data.splits.append(split_of(name))
+        data.splits.append(split_of(name, hold_out))
         data.vertices.append(vertices)
         data.faces.append(faces)
         data.topology.append(edge_topology(faces))
@@ -191,9 +193,9 @@ class SeedEdgeTask:
         """The dataset of ``data.dataset``, read once per task instance."""
         if not data.dataset:
             raise MeshposeError("set data.dataset to a folder built by meshpose data build-keypoints")
-        key = str(Path(data.dataset).resolve())
+        key = (str(Path(data.dataset).resolve()), data.hold_out)
         if key not in self._datasets:
-            self._datasets[key] = load_seed_dataset(key)
+            self._datasets[key] = load_seed_dataset(*key)
         return self._datasets[key]
 
     def build_model(self, model: SeedModelConfig, data: SeedDataConfig) -> nn.Module:
