@@ -2,11 +2,13 @@
 
     python benchmarks/bench_mesh_keypoints.py                  # 2 CPU cores, a 20,000-vertex mesh
     python benchmarks/bench_mesh_keypoints.py --vertices 5000 20000 100000
+    python benchmarks/bench_mesh_keypoints.py --model other.safetensors
 
 The meshes are Anny bodies in a walking pose, subdivided (some faces split) up to the asked
 vertex count. Timed: ``meshpose.mesh_keypoints((vertices, faces))`` from arrays in memory
 (surface sampling, the network, the conversion back), model loaded once; median of
-``--repeats`` calls. Prints a Markdown table.
+``--repeats`` calls: told the up axis (``up="y"``) and with ``up="auto"`` on the mesh under a
+random rotation (the up found by the model, or searched for). Prints a Markdown table.
 """
 from __future__ import annotations
 
@@ -45,24 +47,31 @@ def main(argv=None) -> int:
     parser.add_argument("--vertices", type=int, nargs="+", default=[20000])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model", default="default", help="shipped model name or model file")
     args = parser.parse_args(argv)
 
     import meshpose
     from meshpose.meshkp.model_file import load_mesh_keypoint_model
 
-    load_mesh_keypoint_model("default", args.device)
-    print(f"{args.device}, torch {torch.__version__}, threads {torch.get_num_threads()}\n")
-    print("| mesh vertices | faces | ms per mesh (median) |")
-    print("|---:|---:|---:|")
+    from scipy.spatial.transform import Rotation
+
+    load_mesh_keypoint_model(args.model, args.device)
+    print(f"{args.device}, torch {torch.__version__}, threads {torch.get_num_threads()}, model {args.model}\n")
+    print("| mesh vertices | faces | ms per mesh, up given (median) | ms per mesh, any rotation, auto (median) |")
+    print("|---:|---:|---:|---:|")
     for count in args.vertices:
         vertices, faces = body_mesh(count)
-        times = []
-        for i in range(args.repeats + 2):
-            start = time.perf_counter()
-            meshpose.mesh_keypoints((vertices, faces), device=args.device)
-            if i >= 2:
-                times.append(time.perf_counter() - start)
-        print(f"| {len(vertices):,} | {len(faces):,} | {statistics.median(times) * 1e3:.1f} |")
+        turned = vertices @ Rotation.random(random_state=0).as_matrix().T
+        medians = []
+        for mesh, up in (((vertices, faces), "y"), ((turned, faces), "auto")):
+            times = []
+            for i in range(args.repeats + 2):
+                start = time.perf_counter()
+                meshpose.mesh_keypoints(mesh, model=args.model, up=up, device=args.device)
+                if i >= 2:
+                    times.append(time.perf_counter() - start)
+            medians.append(statistics.median(times) * 1e3)
+        print(f"| {len(vertices):,} | {len(faces):,} | {medians[0]:.1f} | {medians[1]:.1f} |")
     return 0
 
 

@@ -1,6 +1,7 @@
-"""mesh-keypoints on meshes in any orientation: the up search against knowing the up axis.
+"""mesh-keypoints on meshes in any orientation: ``up="auto"`` against knowing the up axis.
 
     python benchmarks/bench_mesh_orientation.py --keypoint-dataset kpdata   # built by build-keypoints
+    python benchmarks/bench_mesh_orientation.py --keypoint-dataset kpdata --model other.safetensors
 
 Rows (2 CPU threads; medians over meshes):
 
@@ -46,7 +47,7 @@ def _moved(rng, vertices):
     return rotation, offset, (vertices @ rotation.T + offset) * 1000
 
 
-def human_seg_rows(folder: str, seed: int) -> list[str]:
+def human_seg_rows(folder: str, seed: int, model: str) -> list[str]:
     data = read_dataset(folder)
     rng = np.random.default_rng(seed)
     scores = {"auto": [], "true up": []}
@@ -60,14 +61,14 @@ def human_seg_rows(folder: str, seed: int) -> list[str]:
         for _ in range(2):
             rotation, offset, moved = _moved(rng, vertices)
             start = time.perf_counter()
-            result = meshpose.mesh_keypoints((moved, faces))
+            result = meshpose.mesh_keypoints((moved, faces), model=model)
             times.append(time.perf_counter() - start)
             back = result["keypoints"] / 1000 - offset
             results.append(back @ rotation)
             if len(results) == 1:
                 diagonal = float(np.linalg.norm(np.ptp(moved, axis=0)))
                 scores["auto"].append(_pck(result["keypoints"], (truth @ rotation.T + offset) * 1000, diagonal))
-        upright = meshpose.mesh_keypoints((vertices, faces), up="y")["keypoints"]
+        upright = meshpose.mesh_keypoints((vertices, faces), model=model, up="y")["keypoints"]
         scores["true up"].append(_pck(upright, truth, float(np.linalg.norm(np.ptp(vertices, axis=0)))))
         change.append(np.median(np.linalg.norm(results[0] - results[1], axis=1)) / height * 170)
     lines = [f"| human_seg val + test, {count} meshes | {name} | {np.mean([s[0] for s in rows]):.3f} | "
@@ -78,7 +79,7 @@ def human_seg_rows(folder: str, seed: int) -> list[str]:
     return lines
 
 
-def anny_rows(seed: int) -> list[str]:
+def anny_rows(seed: int, model: str) -> list[str]:
     anny = AnnyBody()
     rng = np.random.default_rng(seed)
     errors, angles, times = [], [], []
@@ -91,7 +92,7 @@ def anny_rows(seed: int) -> list[str]:
         for _ in range(3):
             rotation, offset, moved = _moved(rng, vertices)
             start = time.perf_counter()
-            result = meshpose.mesh_keypoints((moved, faces), joint_set="smpl24")
+            result = meshpose.mesh_keypoints((moved, faces), joint_set="smpl24", model=model)
             times.append(time.perf_counter() - start)
             back = (result["keypoints"] / 1000 - offset) @ rotation
             errors.append(np.median(np.linalg.norm(back - truth, axis=1)) * 100)
@@ -106,11 +107,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--keypoint-dataset", required=True, help="folder built by meshpose data build-keypoints")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default="default", help="shipped model name or model file")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     print("| meshes | measure | PCK@0.1 / value | PCK@0.05 |")
     print("|---|---|---:|---:|")
-    for line in human_seg_rows(args.keypoint_dataset, args.seed) + anny_rows(args.seed):
+    for line in human_seg_rows(args.keypoint_dataset, args.seed, args.model) + anny_rows(args.seed, args.model):
         print(line, flush=True)
     return 0
 

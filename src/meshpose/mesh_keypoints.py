@@ -2,9 +2,12 @@
 
 The shipped model (``assets/mesh_keypoints_default.safetensors``, see MODEL_CARD.md) reads
 points drawn uniformly over the surface, so the mesh's topology, resolution and units do not
-matter; it reads the body upright along y and handles any turn about that axis. By default
-(``up="auto"``) the mesh's up direction is searched for (:mod:`meshpose.meshkp.orientation`), so
-a mesh may come in any rotation; a known up axis (``"y"``, ``"z"``, ...) skips the search. It
+matter. It was trained with meshes in any rotation and also predicts the body's up direction:
+by default (``up="auto"``) a first reading of the mesh as it comes gives the up direction, the
+mesh is turned so that it points along y and read again (and turned again while its own up
+answer is off y). A model without an up head, or a mesh that does not read as a body after
+that, falls back to the search over orientations (:mod:`meshpose.meshkp.orientation`); a known
+up axis (``"y"``, ``"z"``, ...) is an optional hint that skips both. It
 reads each mesh :data:`READINGS` times (other point draws, other turns) and averages; how well
 the readings agree and how body-like their skeleton is gives the mesh's ``humanness``
 (:mod:`meshpose.meshkp.humanness`). The function reports it; the command refuses a mesh that
@@ -131,9 +134,11 @@ def _read(network, vertices: np.ndarray, faces: np.ndarray, rotation: np.ndarray
 
 def _oriented_read(network, vertices, faces, up: str, seed: int, device: str, readings: int, source: str | None):
     """(rotation (3, 3), joints (J, 3) float64 in the mesh's frame and units, confidence (J,),
-    humanness) of one checked mesh, all outputs of the model: read along the given up axis, or in
-    the turn :func:`~meshpose.meshkp.orientation.search_up` finds for ``up="auto"`` (the search
-    with two readings a turn, then ``max(readings, SEARCHED_READINGS)`` readings in that turn)."""
+    humanness) of one checked mesh, all outputs of the model: read along the given up axis; for
+    ``up="auto"`` in the turn the model's up head gives (:func:`_upright_by_prediction`), or, for a
+    model without one or a turn that scores below the threshold, in the turn
+    :func:`~meshpose.meshkp.orientation.search_up` finds (two readings a turn, then
+    ``max(readings, SEARCHED_READINGS)`` readings in that turn)."""
     if up != "auto":
         rotation = axis_rotation(up)
         frame, found, score = _read(network, vertices, faces, rotation, seed, device, readings, source)
@@ -207,8 +212,11 @@ def mesh_keypoints(mesh, joint_set: str = "seed12", model: str = "default", up: 
             ``h36m17`` (Anny's anatomical joint centres of those joints, as the model learnt
             them: not the Human3.6M regressor of ``meshpose predict``).
         model: shipped model name or model file.
-        up: ``"auto"`` (default): search for the mesh's up direction, any rotation (64 to 96 network
-            passes instead of ``readings``; see :mod:`meshpose.meshkp.orientation`); or its known up axis, ``"y"``, ``"z"``, ``"x"``, ``"-y"``, ``"-z"``.
+        up: ``"auto"`` (default): any rotation; the model's own up answer turns the mesh upright
+            (one pass more than ``readings``, two when it turns again), or, for a model without
+            an up head or a mesh that does not read as a body, a search over orientations (64 to
+            96 passes; :mod:`meshpose.meshkp.orientation`). Or a known up axis, ``"y"``, ``"z"``,
+            ``"x"``, ``"-y"``, ``"-z"``, read as given.
         seed: seed of the surface-point draws (results vary by a few millimetres with it).
         readings: readings averaged (2 to 64; each costs about one network pass, ~18 ms on a CPU core).
 
