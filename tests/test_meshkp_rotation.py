@@ -155,7 +155,7 @@ def test_prediction_turns_a_hidden_up_onto_y_and_reads_there():
     """_upright_by_prediction with a stand-in reader whose predicted up is the hidden up, 12
     degrees off once: the turn it returns puts the hidden up on y, and its last reading was
     made in that turn with the readings asked for."""
-    from meshpose.mesh_keypoints import UP_SETTLED_DEG, _upright_by_prediction
+    from meshpose.mesh_keypoints import PREDICTING_READINGS, UP_SETTLED_DEG, _upright_by_prediction
     from meshpose.meshkp.readings import Readings
 
     for seed in range(6):
@@ -174,7 +174,7 @@ def test_prediction_turns_a_hidden_up_onto_y_and_reads_there():
 
         rotation, found = _upright_by_prediction(turned, 2)
         np.testing.assert_allclose(rotation @ hidden, [0, 1, 0], atol=1e-9)
-        assert calls[0][1] == 1 and calls[-1][1] == 2 and np.allclose(calls[-1][0], rotation)
+        assert calls[0][1] == PREDICTING_READINGS and calls[-1][1] == 2 and np.allclose(calls[-1][0], rotation)
         assert len(calls) == 3 and len(found.up) == 2
         assert UP_SETTLED_DEG < 12
 
@@ -209,3 +209,45 @@ def _sections(run_dir):
 
     config = read_run_config(run_dir, {"meshkp_points": MeshKeypointTask()})
     return config.model, config.data
+
+
+def test_fit_up_adds_a_head_and_leaves_every_joint_as_it_was(tmp_path, meshpose_cli):
+    """meshpose fit-up on a small model file: the written model reads the same joints and
+    confidences as the input (the rest is frozen), its up answers are unit vectors, and the
+    up error it states is what evaluate_up measures on the written file."""
+    import json
+
+    from safetensors import safe_open
+
+    from meshpose.meshkp.model_file import export_mesh_keypoint_model, load_mesh_keypoint_model
+    from meshpose.meshkp.point_task import evaluate_up
+    from meshpose.meshkp.pointnet import MeshKeypointNet
+
+    torch.manual_seed(0)
+    source = export_mesh_keypoint_model(MeshKeypointNet(8, 16).state_dict(), {"neighbours": 8, "width": 16},
+                                        tmp_path / "plain.safetensors", points=128)
+    out = tmp_path / "with_up.safetensors"
+    result = meshpose_cli("fit-up", str(source), "-o", str(out), "--samples", "64", "--steps", "20")
+    assert result.returncode == 0, result.stderr
+    before, after = load_mesh_keypoint_model(str(source)), load_mesh_keypoint_model(str(out))
+    assert before.up_head is None and after.up_head is not None and after.points == 128
+    points = torch.randn(3, 128, 3) * 0.2
+    normals = nn.functional.normalize(torch.randn(3, 128, 3), dim=-1)
+    with torch.no_grad():
+        old, new = before(points, normals), after(points, normals)
+    torch.testing.assert_close(new["joints"], old["joints"], atol=1e-6, rtol=0)
+    torch.testing.assert_close(new["confidence"], old["confidence"], atol=1e-6, rtol=0)
+    torch.testing.assert_close(new["up"].norm(dim=-1), torch.ones(3), atol=1e-5, rtol=0)
+
+    with safe_open(str(out), framework="pt") as f:
+        header = f.metadata()
+    assert "up head fitted with the rest frozen" in header["training_data"]
+    stated = json.loads(header["up_metrics"])
+    measured = evaluate_up(after, PointDataConfig(points=128), "cpu", count=512)
+    assert stated["up_error_deg_median"] == pytest.approx(measured["up_error_deg_median"], abs=0.5)
+
+
+def test_fit_up_refuses_an_output_it_cannot_write_and_writes_nothing(tmp_path, meshpose_cli):
+    result = meshpose_cli("fit-up", "default", "-o", str(tmp_path / "up.pt"), "--samples", "32", "--steps", "1")
+    assert result.returncode == 2 and ".safetensors" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not list(tmp_path.iterdir())

@@ -59,7 +59,7 @@ SEARCHED_READINGS = 8
 _TURNS_PER_PASS = 4
 #: A model with an up head (trained in any rotation) is turned upright by its own answer:
 #: readings of the mesh as it comes that predict the up direction, ...
-PREDICTING_READINGS = 1
+PREDICTING_READINGS = 2
 #: ... the most readings in all (the first predicts, each next one reads in the turn found and
 #: checks its own predicted up) ...
 UP_PASSES = 3

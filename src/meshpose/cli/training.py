@@ -1,10 +1,11 @@
-"""The commands that train and package models: ``train``, ``adapt``, ``export``, ``plot``,
-``export-body``."""
+"""The commands that train and package models: ``train``, ``adapt``, ``export``, ``fit-up``,
+``plot``, ``export-body``."""
 from __future__ import annotations
 
 from meshpose.adapt.plots import plot_run
 from meshpose.body.anny_export import export_anny
 from meshpose.errors import MeshposeError
+from meshpose.meshkp.up_fit import UpFitConfig, fit_up_head
 from meshpose.tasks import TASKS, load_config, read_run_config, resume, train
 
 
@@ -48,6 +49,14 @@ def cmd_export(args) -> int:
         raise MeshposeError(f"a {config.task!r} run has no model file to export (runs that do: {exporting})",
                             args.run_dir)
     print(export(args.run_dir, args.output))
+    return 0
+
+
+def cmd_fit_up(args) -> int:
+    config = UpFitConfig(samples=args.samples, steps=args.steps, hold_out=args.hold_out, seed=args.seed)
+    metrics = fit_up_head(args.model, args.keypoint_dataset, args.output, config)
+    print(f"{args.output}: up error on held-out synthetic bodies in any rotation, median "
+          f"{metrics['up_error_deg_median']:.1f} deg, 90th percentile {metrics['up_error_deg_p90']:.1f} deg")
     return 0
 
 
@@ -96,6 +105,22 @@ def add_commands(commands) -> None:
     export.add_argument("run_dir", metavar="RUN_DIR", help="run folder")
     export.add_argument("-o", "--output", required=True, help="model file (.safetensors)")
     export.set_defaults(run=cmd_export)
+
+    fit_up = commands.add_parser(
+        "fit-up", help="give a mesh-keypoint model an up head (the rest frozen): meshes in any rotation",
+        description="Fit a small head on the frozen network's global feature that gives the body's "
+                    "up direction, from training bodies in random rotations (meshpose.meshkp.up_fit); "
+                    "the joints read upright do not change. CPU, a few minutes.")
+    fit_up.add_argument("model", help="mesh-keypoint model: 'default' or a model file")
+    fit_up.add_argument("--keypoint-dataset", default="",
+                        help="folder from meshpose data build-keypoints (default: synthetic bodies only)")
+    fit_up.add_argument("-o", "--output", required=True, help="model file (.safetensors)")
+    fit_up.add_argument("--samples", type=int, default=UpFitConfig().samples, help="training bodies drawn")
+    fit_up.add_argument("--steps", type=int, default=UpFitConfig().steps, help="head training steps")
+    fit_up.add_argument("--hold-out", default="", choices=("", "faust", "adobe", "mit"),
+                        help="a human_seg collection left out whole")
+    fit_up.add_argument("--seed", type=int, default=0)
+    fit_up.set_defaults(run=cmd_fit_up)
 
     plot = commands.add_parser(
         "plot", help="pictures of an adaptation run (pip install 'meshpose[plot]')",

@@ -113,14 +113,18 @@ class MeshKeypointNet(nn.Module):
         self.vote = nn.Sequential(nn.LayerNorm(4 * width), nn.GELU(), nn.Linear(4 * width, 4 * self.n_joints))
         self.confidence_head = _mlp(4 * width, 2 * width, self.n_joints)
 
-    def forward(self, points: torch.Tensor, normals: torch.Tensor) -> dict[str, torch.Tensor]:
+    def features(self, points: torch.Tensor, normals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-point features (B, N, 4w) and the global feature (B, 4w) of normalised points and normals."""
         neighbours = knn(points, self.neighbours)
         features, outputs = torch.cat([points, normals], -1), []
         for layer in self.layers:
             features = layer(features, neighbours)
             outputs.append(features)
-        local = torch.cat(outputs, -1)  # (B, N, 4w)
-        whole = self.lift(local).amax(1)  # (B, 4w)
+        local = torch.cat(outputs, -1)
+        return local, self.lift(local).amax(1)
+
+    def forward(self, points: torch.Tensor, normals: torch.Tensor) -> dict[str, torch.Tensor]:
+        local, whole = self.features(points, normals)
         per_point = self.vote(self.from_local(local) + self.from_whole(whole)[:, None])
         batch, n = points.shape[:2]
         per_point = per_point.view(batch, n, self.n_joints, 4)
