@@ -2,7 +2,7 @@
 
     python benchmarks/bench_humanness.py                       # ../shared/data/human_seg, seed 0
     python benchmarks/bench_humanness.py --human-seg DIR --seeds 0 1 2 3
-    python benchmarks/bench_humanness.py --auto-only    # the shapes and Anny under the up search
+    python benchmarks/bench_humanness.py --auto-only    # the shapes and Anny read with up="auto"
 
 Scores (``meshpose.mesh_keypoints(...)["humanness"]``, threshold 0.5) of: the human_seg meshes
 (y up) read with the right up axis and with each wrong one; Anny bodies in the preset poses;
@@ -11,8 +11,9 @@ a table, a snowman, smooth random blobs, triangle soups) read along each of the 
 For a wrong up axis it also counts how often ``meshpose mesh-keypoints`` would suggest the
 right one (``--up y``: the best of the other axes, scoring at least the threshold). With
 ``--auto`` (or ``--auto-only``, which skips the rest) the non-human shapes and the Anny bodies,
-each under a random 3D rotation per seed, are also scored with the default up search
-(``up="auto"``), which gives a shape more chances to look human. Prints Markdown tables; about
+each under a random 3D rotation per seed, are also scored with the default ``up="auto"`` (the
+model's up head, then the search where that reading scores below the threshold), which gives a
+shape more chances to look human. Prints Markdown tables; about
 2 minutes per seed on 2 CPU cores, plus about a minute per seed for ``--auto``.
 """
 from __future__ import annotations
@@ -89,8 +90,8 @@ def main(argv=None) -> int:
     shared = Path(__file__).resolve().parents[2] / "shared"
     parser.add_argument("--human-seg", default=str(shared / "data" / "human_seg"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--auto", action="store_true", help="also score shapes and Anny with the up search")
-    parser.add_argument("--auto-only", action="store_true", help="only the up-search scores")
+    parser.add_argument("--auto", action="store_true", help="also score shapes and Anny with up=auto")
+    parser.add_argument("--auto-only", action="store_true", help="only the up=auto scores")
     args = parser.parse_args(argv)
     if args.auto_only:
         print_auto_scores(args.seeds)
@@ -164,9 +165,9 @@ def print_auto_scores(seeds: list[int]) -> None:
                 if name == "non-human shapes":
                     worst = max(worst, (score, key))
         values = np.array(values)
-        print(f"| {len(group)} {name} | up search (auto) | {len(values)} | {values.min():.3f} | "
+        print(f"| {len(group)} {name} | auto | {len(values)} | {values.min():.3f} | "
               f"{np.median(values):.3f} | {values.max():.3f} | {int((values >= HUMANNESS_THRESHOLD).sum())} |")
-    print(f"highest non-human score with the up search: {worst[1]} ({worst[0]:.3f}); "
+    print(f"highest non-human score with up=auto: {worst[1]} ({worst[0]:.3f}); "
           f"{time.perf_counter() - start:.0f} s")
 
 
