@@ -251,3 +251,9 @@ def test_fit_up_refuses_an_output_it_cannot_write_and_writes_nothing(tmp_path, m
     result = meshpose_cli("fit-up", "default", "-o", str(tmp_path / "up.pt"), "--samples", "32", "--steps", "1")
     assert result.returncode == 2 and ".safetensors" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
+
+
+def test_fit_up_refuses_no_samples_with_one_line(tmp_path, meshpose_cli):
+    result = meshpose_cli("fit-up", "default", "-o", str(tmp_path / "up.safetensors"), "--samples", "0")
+    assert result.returncode == 2 and "samples and steps" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not list(tmp_path.iterdir())

@@ -28,6 +28,7 @@ import torch
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from meshpose.errors import MeshposeError
 from meshpose.io.atomic import check_output_file
 from meshpose.io.weights import read_model_file
 from meshpose.meshkp.model_file import FORMAT, MODELS
@@ -86,17 +87,21 @@ def fit_up_head(model: str, keypoint_dataset: str, output: str | Path, config: U
 
     Raises:
         MeshposeError: an unreadable model or keypoint dataset, an output path that cannot be
-            written; nothing is written then.
+            written, ``samples`` or ``steps`` out of range; nothing is written then.
     """
     config = config or UpFitConfig()
+    if not 1 <= config.samples <= 10_000_000 or not 1 <= config.steps <= 10_000_000:
+        raise MeshposeError(f"samples and steps must be from 1 to 10,000,000; got {config.samples} and {config.steps}")
     output = check_output_file(output, (".safetensors",))
     header, state = read_model_file(model, MODELS, FORMAT, "mesh-keypoint model")
     settings = json.loads(header["model"])
+    torch.manual_seed(config.seed)  # the head's initial weights
     network = MeshKeypointNet(settings["neighbours"], settings["width"], up_head=True)
     kept = {name: value for name, value in state.items() if not name.startswith("up_head.")}
-    network.load_state_dict(kept, strict=False)
+    missing, unexpected = network.load_state_dict(kept, strict=False)
+    if unexpected or any(not name.startswith("up_head.") for name in missing):
+        raise MeshposeError("the model file's weights do not match its settings", model)
     network.eval().requires_grad_(False)
-    torch.manual_seed(config.seed)
     head = network.up_head
     head.requires_grad_(True).train()
 
