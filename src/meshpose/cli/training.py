@@ -5,6 +5,7 @@ from __future__ import annotations
 from meshpose.adapt.plots import plot_run
 from meshpose.body.anny_export import export_anny
 from meshpose.errors import MeshposeError
+from meshpose.meshkp.split import COLLECTIONS
 from meshpose.meshkp.up_fit import UpFitConfig, fit_up_head
 from meshpose.tasks import TASKS, load_config, read_run_config, resume, train
 
@@ -117,7 +118,7 @@ def add_commands(commands) -> None:
     fit_up.add_argument("-o", "--output", required=True, help="model file (.safetensors)")
     fit_up.add_argument("--samples", type=int, default=UpFitConfig().samples, help="training bodies drawn")
     fit_up.add_argument("--steps", type=int, default=UpFitConfig().steps, help="head training steps")
-    fit_up.add_argument("--hold-out", default="", choices=("", "faust", "adobe", "mit"),
+    fit_up.add_argument("--hold-out", default="", choices=("", *COLLECTIONS),
                         help="a human_seg collection left out whole")
     fit_up.add_argument("--seed", type=int, default=0)
     fit_up.set_defaults(run=cmd_fit_up)

@@ -42,7 +42,7 @@ def split_of(name: str, hold_out: str = "") -> str:
             return "test"
         split = split_of(name)
         return "train" if split == "test" else split
-    if name.startswith("adobe__"):
+    if collection_of(name) == "adobe":
         return "test"
     if (match := _FAUST.search(name)) is not None:
         subject = int(match.group(1)) // 10

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -29,7 +30,7 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from meshpose.errors import MeshposeError
-from meshpose.io.atomic import check_output_file
+from meshpose.io.atomic import atomic_write, check_output_file
 from meshpose.io.weights import read_model_file
 from meshpose.meshkp.model_file import FORMAT, MODELS
 from meshpose.meshkp.point_task import MeshKeypointTask, PointDataConfig, evaluate_up
@@ -41,13 +42,17 @@ _BATCH_DRAW = 32  # bodies drawn per forward pass while collecting features
 _BATCH_FIT = 256
 
 
+@dataclass
 class UpFitConfig:
     """Settings of :func:`fit_up_head` (the defaults made the shipped head)."""
 
-    def __init__(self, samples: int = 25_600, steps: int = 4_000, lr: float = 1e-3, any_rotation: float = 0.7,
-                 tilt_deg: float = 25.0, hold_out: str = "", seed: int = 0):
-        self.samples, self.steps, self.lr = samples, steps, lr
-        self.any_rotation, self.tilt_deg, self.hold_out, self.seed = any_rotation, tilt_deg, hold_out, seed
+    samples: int = 25_600  #: training bodies drawn (their features are computed once)
+    steps: int = 4_000  #: head training steps of 256 bodies
+    lr: float = 1e-3
+    any_rotation: float = 0.7  #: share of bodies under a uniform 3D rotation
+    tilt_deg: float = 25.0  #: the others tilted by up to this many degrees
+    hold_out: str = ""  #: a human_seg collection left out whole
+    seed: int = 0
 
     def data(self, keypoint_dataset: str, points: int) -> PointDataConfig:
         """The bodies the head learns from (the point model's own augmentations); ``keypoint_dataset``
@@ -55,9 +60,6 @@ class UpFitConfig:
         return PointDataConfig(dataset=keypoint_dataset, points=points, real_fraction=0.3, any_rotation=self.any_rotation,
                                tilt_deg=self.tilt_deg, mix_chains=0.2, flex_legs=0.2, surface_noise=0.002,
                                holes=0.2, hold_out=self.hold_out)
-
-    def as_dict(self) -> dict:
-        return dict(vars(self))
 
 
 def up_training_data(statement: str, config: UpFitConfig) -> str:
@@ -127,8 +129,6 @@ def fit_up_head(model: str, keypoint_dataset: str, output: str | Path, config: U
     tensors = {k: v.half().contiguous() for k, v in network.state_dict().items()}
     new_header = dict(header, model=json.dumps(settings),
                       training_data=up_training_data(header.get("training_data", ""), config),
-                      up_fit=json.dumps(config.as_dict()), up_metrics=json.dumps(metrics))
-    temporary = output.with_name(output.name + ".partial")
-    save_file(tensors, str(temporary), metadata=new_header)
-    temporary.replace(output)
+                      up_fit=json.dumps(asdict(config)), up_metrics=json.dumps(metrics))
+    atomic_write(output, lambda temporary: save_file(tensors, temporary, metadata=new_header))
     return metrics
